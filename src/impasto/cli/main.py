@@ -1,0 +1,88 @@
+"""The ``impasto`` command. One module per subcommand, each with ``add_parser(sub)`` and ``run(args) -> int``.
+
+Errors: an ImpastoError prints one line and exits with its ``exit_code`` (2 usage, 1 other); ``--debug``
+shows the traceback instead. Ctrl-C exits 130 after the subcommand has saved what it had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import ImpastoError
+
+# name -> module under impasto.cli; the module is imported only when its command runs (fast --help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stylize": ("stylize", "fast arbitrary / preset style transfer (Magenta, offline)"),
+    "presets": ("presets", "contact sheet of the 26 built-in styles on a photo"),
+    "models": ("models", "list, download, import and verify weight sets"),
+}
+
+
+class UsageError(ImpastoError):
+    exit_code = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises one-line UsageErrors instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def register_optional(name: str, module: str, help_text: str) -> None:
+    """Add a subcommand (used by modules that land later; keeps this table the one place to look)."""
+    COMMANDS[name] = (module, help_text)
+
+
+def _load(name: str):  # noqa: ANN202
+    return importlib.import_module(f"impasto.cli.{COMMANDS[name][0]}")
+
+
+def build_parser(only: str | None = None) -> Parser:
+    parser = Parser(prog="impasto", description="Neural art: painting by optimisation, fast style transfer, GANs.")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print errors and output paths")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (_module, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        _load(name).add_parser(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (sys.argv[1:] when None); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = next((a for a in argv if a in COMMANDS), None)
+    try:
+        parser = build_parser(only=command)
+        if not argv or argv in (["-h"], ["--help"]) or command is None:
+            if any(a in ("-h", "--help", "--version") for a in argv) or not argv:
+                parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(_load(args.command).run(args) or 0)
+    except ImpastoError as exc:
+        if debug:
+            raise
+        print(f"impasto: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("impasto: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

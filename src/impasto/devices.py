@@ -1,0 +1,83 @@
+"""Device and dtype choice, the bf16/channels_last policy, and seeds turned into generators."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda``/``cuda:N``/``N``/``c`` into a torch.device, checking it exists.
+
+    A bare integer means that CUDA device (neural-style-pt's ``-gpu`` numbering); ``c`` means the CPU.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text in ("cpu", "c"):
+        return torch.device("cpu")
+    if text.isdigit():
+        text = f"cuda:{text}"
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device 'mps' was asked for but this machine has no MPS device")
+        return torch.device("mps")
+    if text.startswith("cuda"):
+        index_text = text[5:] if text.startswith("cuda:") else ""
+        if text not in ("cuda",) and not index_text.isdigit():
+            raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or a GPU number")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for but no CUDA GPU is available; use --device cpu")
+        index = int(index_text) if index_text else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+        return torch.device("cuda", index)
+    raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or a GPU number")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AVX-512 BF16 or AMX, where bf16 matmuls/convs are faster than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype worth using on ``device`` (None: stay in fp32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """An autocast context in the fast dtype for ``device`` (a no-op one when disabled or not worth it)."""
+    dtype = fast_dtype(device) if enabled else None
+    if dtype is None:
+        return torch.autocast(device_type=device.type if device.type in ("cpu", "cuda") else "cpu", enabled=False)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on ``device`` seeded with ``seed`` (a fresh random seed when None)."""
+    gen = torch.Generator(device=device)
+    if seed is None or seed < 0:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    return gen

