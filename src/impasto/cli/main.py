@@ -65,9 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if a in COMMANDS), None)
     try:
         parser = build_parser(only=command)
-        if not argv or argv in (["-h"], ["--help"]) or command is None:
-            if any(a in ("-h", "--help", "--version") for a in argv) or not argv:
-                parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

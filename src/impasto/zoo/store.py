@@ -91,3 +91,157 @@ def is_installed(name: str) -> bool:
     except WeightsError:
         return False
     return True
+
+
+# --- verification ---------------------------------------------------------------------------------------
+
+
+def check_digest(ws: WeightSet, index: int, path: Path) -> str:
+    """Compare ``path`` with the record's sha256 (or sha256 prefix) and size; returns the file's sha256.
+
+    Raises WeightsError naming the expected and received digests when they differ.
+    """
+    expected_size = ws.size[index] if index < len(ws.size) else None
+    actual_size = path.stat().st_size
+    if expected_size is not None and actual_size != expected_size:
+        raise WeightsError(
+            f"{path.name} for {ws.name!r} has {actual_size} bytes, expected {expected_size} (truncated or a different file)"
+        )
+    digest = sha256_of(path)
+    expected = ws.sha256[index] if index < len(ws.sha256) else None
+    prefix = ws.sha256_prefix[index] if index < len(ws.sha256_prefix) else None
+    if expected is not None and digest != expected:
+        raise WeightsError(f"{path.name} for {ws.name!r} has sha256 {digest}, expected {expected}")
+    if expected is None and prefix is not None and not digest.startswith(prefix):
+        raise WeightsError(f"{path.name} for {ws.name!r} has sha256 {digest[:16]}..., expected one starting {prefix}")
+    return digest
+
+
+def verify(name: str) -> list[str]:
+    """Check an installed weight set's files: digests, sizes and format. Returns their sha256 digests."""
+    from .validate import check_format
+
+    ws = get(name)
+    paths = files_for(ws)
+    digests = [check_digest(ws, i, p) for i, p in enumerate(paths)]
+    check_format(ws, paths)
+    return digests
+
+
+# --- download and import --------------------------------------------------------------------------------
+
+
+def _place(src: Path, dest: Path, *, move: bool) -> None:
+    """Put ``src`` at ``dest`` atomically (temp file in the destination folder + rename)."""
+    import shutil
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        if move:
+            shutil.move(str(src), tmp)
+        else:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download(name: str, *, urls: tuple[str, ...] | None = None, force: bool = False, progress: bool = True) -> list[Path]:
+    """Download weight set ``name`` into the cache, checking size, sha256 and format before placing it.
+
+    ``urls`` overrides the record's (e.g. a mirror). Files already present and valid are kept unless ``force``.
+    Nothing is placed in the cache unless every check passed; partial downloads are removed.
+    """
+    import tempfile
+
+    import pooch
+    import requests
+
+    from .validate import check_format
+
+    ws = get(name)
+    if ws.packaged:
+        return files_for(ws)
+    urls = urls or ws.urls
+    if len(urls) != len(ws.files):
+        raise WeightsError(f"{name!r} needs {len(ws.files)} URL(s), got {len(urls)}")
+    target = weights_dir(name)
+    if not force and is_installed(name):
+        try:
+            verify(name)
+            return files_for(ws)
+        except WeightsError as exc:
+            log.warning("re-downloading %s: %s", name, exc)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=home()))
+    try:
+        fetched: list[Path] = []
+        for i, (url, fname) in enumerate(zip(urls, ws.files, strict=True)):
+            known = f"sha256:{ws.sha256[i]}" if i < len(ws.sha256) and ws.sha256[i] else None
+            try:
+                got = pooch.retrieve(
+                    url,
+                    known_hash=known,
+                    fname=fname,
+                    path=staging,
+                    downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60),
+                )
+            except requests.exceptions.HTTPError as exc:
+                code = exc.response.status_code if exc.response is not None else "?"
+                raise WeightsError(f"download of {name!r} from {url} failed: HTTP {code}") from None
+            except requests.exceptions.RequestException as exc:
+                raise WeightsError(f"download of {name!r} from {url} failed: {type(exc).__name__}") from None
+            except ValueError as exc:  # pooch's hash mismatch
+                raise WeightsError(f"download of {name!r} from {url} has the wrong checksum: {exc}") from None
+            p = Path(got)
+            check_digest(ws, i, p)
+            fetched.append(p)
+        check_format(ws, fetched)
+        for p in fetched:
+            _place(p, target / p.name, move=True)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return files_for(ws)
+
+
+def import_files(name: str, source: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+    """Copy a user's file (or folder, for multi-file sets) into the cache after checking its format/digest.
+
+    The user's file is never moved or changed. An existing cached copy is replaced only with ``force``.
+    """
+    from .validate import check_format
+
+    ws = get(name)
+    if ws.packaged:
+        raise WeightsError(f"{name!r} ships inside an installed Python package; there is nothing to import")
+    src = Path(source)
+    if not src.exists():
+        raise WeightsError(f"no such file or folder: {src}")
+    if len(ws.files) == 1:
+        if src.is_dir():
+            candidate = src / ws.files[0]
+            if not candidate.exists():
+                raise WeightsError(f"{src} is a folder without {ws.files[0]}; give the file itself")
+            src_files = [candidate]
+        else:
+            src_files = [src]
+    else:
+        if not src.is_dir():
+            raise WeightsError(f"{name!r} has {len(ws.files)} files ({', '.join(ws.files)}); give the folder holding them")
+        src_files = [src / f for f in ws.files]
+        missing = [p.name for p in src_files if not p.exists()]
+        if missing:
+            raise WeightsError(f"{src} lacks {', '.join(missing)} needed for {name!r}")
+    for i, p in enumerate(src_files):
+        check_digest(ws, i, p)
+    check_format(ws, src_files)
+    if is_installed(name) and not force:
+        raise WeightsError(f"{name!r} is already installed at {weights_dir(name)}; pass --force to replace it")
+    for p, fname in zip(src_files, ws.files, strict=True):
+        _place(p, weights_dir(name) / fname, move=False)
+    return files_for(ws)

@@ -1,0 +1,178 @@
+"""Magenta arbitrary stylisation and the 26-style network, on impasto's PyTorch ports of the ONNX models.
+
+Arbitrary style: a style image -> 100-d style vector (predictor) -> the transformer renders the content with it.
+Blending several styles interpolates their vectors; ``strength`` interpolates between the content's own style
+vector and the target's (Ghiasi et al. 2017, section 4.3). Presets: the 26-style network's conditional
+instance-norm parameters are blended by the preset weights; ``strength`` there mixes output and photo pixels,
+since a photo has no vector in that space (departure: documented in docs and the CLI help).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from ..devices import resolve_device
+from ..errors import ConfigError, UnknownModelError
+from ..imaging import pil_to_tensor, resize, tensor_to_pil, transfer_luminance
+
+log = logging.getLogger(__name__)
+
+NUM_PRESETS = 26
+STYLE_SIZE = 256  # the style predictor was trained on 256x256 style images
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """What to do to each content image. ``size``: longest side of the output in px (None: keep the input's)."""
+
+    size: int | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ConfigError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.size is not None and self.size < 16:
+            raise ConfigError(f"size must be at least 16 px, got {self.size}")
+
+
+def parse_presets(spec: str) -> torch.Tensor:
+    """``"7"`` or ``"3:0.5,12:0.5"`` -> (26,) float weights summing to 1."""
+    w = torch.zeros(NUM_PRESETS)
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        idx_text, _, wt_text = part.partition(":")
+        try:
+            idx = int(idx_text)
+            wt = float(wt_text) if wt_text else 1.0
+        except ValueError:
+            raise ConfigError(f"bad preset {part!r} in {spec!r}; use e.g. 7 or 3:0.5,12:0.5") from None
+        if not 0 <= idx < NUM_PRESETS:
+            raise UnknownModelError(f"unknown preset {idx}; presets are numbered 0 to {NUM_PRESETS - 1}")
+        if wt < 0 or wt != wt:
+            raise ConfigError(f"preset weight must be a non-negative number, got {wt_text!r}")
+        w[idx] += wt
+    if float(w.sum()) <= 0:
+        raise ConfigError(f"preset weights in {spec!r} must add up to more than 0")
+    return w / w.sum()
+
+
+def normalise_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Blend weights for ``count`` styles, normalised to sum 1 (equal when None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    ws = [float(w) for w in weights]
+    if len(ws) != count:
+        raise ConfigError(f"got {len(ws)} style weights for {count} style images; give one weight per style")
+    if any(w < 0 or w != w for w in ws):
+        raise ConfigError(f"style weights must be non-negative, got {ws}")
+    total = sum(ws)
+    if total <= 0:
+        raise ConfigError(f"style weights {ws} must add up to more than 0")
+    return [w / total for w in ws]
+
+
+@functools.lru_cache(maxsize=8)
+def _model(which: str, device: str) -> torch.nn.Module:
+    """Loaded, frozen modules, cached per device (they hold weights only, never a run's state)."""
+    from ..zoo import magenta_onnx
+
+    loader = {
+        "predictor": magenta_onnx.load_predictor,
+        "transformer": magenta_onnx.load_transformer,
+        "multistyle": magenta_onnx.load_multistyle,
+    }[which]
+    return loader().to(device)
+
+
+def _square_crop(img: Image.Image, side: int) -> Image.Image:
+    s = min(img.size)
+    left, top = (img.width - s) // 2, (img.height - s) // 2
+    return resize(img.crop((left, top, left + s, top + s)), (side, side))
+
+
+class MagentaStylizer:
+    """Arbitrary-style and preset stylisation on one device. Holds only frozen models."""
+
+    def __init__(self, device: str | torch.device = "auto", fast: bool = True) -> None:
+        self.device = resolve_device(device)
+        self.fast = fast
+
+    # -- style vectors ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def style_vector(self, style: Image.Image) -> torch.Tensor:
+        """A style image (any size; centre square used) -> (1, 100) style vector."""
+        x = pil_to_tensor(_square_crop(style, STYLE_SIZE)).to(self.device)  # (1, 3, 256, 256)
+        return _model("predictor", str(self.device))(x).reshape(1, -1).float()
+
+    def blend(self, styles: Sequence[Image.Image], weights: Sequence[float] | None = None) -> torch.Tensor:
+        """Weighted mean of the styles' vectors: (1, 100)."""
+        ws = normalise_weights(weights, len(styles))
+        return sum(w * self.style_vector(s) for w, s in zip(ws, styles, strict=True))  # type: ignore[return-value]
+
+    # -- rendering --------------------------------------------------------------------------------------
+    def _prepare(self, content: Image.Image, opts: StylizeOptions) -> Image.Image:
+        from ..imaging import fit_size
+
+        return resize(content, fit_size(content.size, opts.size))
+
+    def _finish(self, out: torch.Tensor, photo: torch.Tensor, opts: StylizeOptions, mix: bool) -> Image.Image:
+        out = out.float().clamp(0, 1)
+        if opts.preserve_color:
+            out = transfer_luminance(out, photo)
+        if mix and opts.strength < 1.0:
+            out = opts.strength * out + (1.0 - opts.strength) * photo
+        return tensor_to_pil(out)
+
+    @torch.inference_mode()
+    def with_vector(self, content: Image.Image, vector: torch.Tensor, opts: StylizeOptions) -> Image.Image:
+        """Render ``content`` with a (1, 100) style vector; strength moves it toward the photo's own vector."""
+        opts.validate()
+        img = self._prepare(content, opts)
+        photo = pil_to_tensor(img).to(self.device)  # (1, 3, H, W) in [0, 1]
+        vec = vector.to(self.device)
+        if opts.strength < 1.0:
+            vec = opts.strength * vec + (1.0 - opts.strength) * self.style_vector(img)
+        out = _model("transformer", str(self.device))(photo, vec)
+        return self._finish(out, photo, opts, mix=False)
+
+    @torch.inference_mode()
+    def with_preset(self, content: Image.Image, weights: torch.Tensor, opts: StylizeOptions) -> Image.Image:
+        """Render ``content`` with a (26,) blend of the built-in styles; strength mixes with the photo."""
+        opts.validate()
+        img = self._prepare(content, opts)
+        photo = pil_to_tensor(img).to(self.device)
+        out = _model("multistyle", str(self.device))(photo, weights.to(self.device))
+        return self._finish(out, photo, opts, mix=True)
+
+
+def contact_sheet(stylizer: MagentaStylizer, photo: Image.Image, tile: int = 256, columns: int = 7) -> Image.Image:
+    """The photo and all 26 presets as labelled tiles on one white sheet."""
+    from PIL import ImageDraw
+
+    from ..imaging import fit_size
+
+    small = resize(photo, fit_size(photo.size, tile))
+    tw, th = small.size
+    label_h, pad = 18, 6
+    tiles = [("photo", small)]
+    for i in range(NUM_PRESETS):
+        w = torch.zeros(NUM_PRESETS)
+        w[i] = 1.0
+        tiles.append((f"preset {i}", stylizer.with_preset(small, w, StylizeOptions())))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (pad + columns * (tw + pad), pad + rows * (th + label_h + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (label, im) in enumerate(tiles):
+        r, c = divmod(n, columns)
+        x, y = pad + c * (tw + pad), pad + r * (th + label_h + pad)
+        draw.text((x + 2, y + 3), label, fill=(0, 0, 0))
+        sheet.paste(im, (x, y + label_h))
+    return sheet
