@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+GLOBAL_FLAGS = {"--debug": "--debug", "-q": "--quiet", "--quiet": "--quiet"}
+
+
 class UsageError(ImpastoError):
     exit_code = 2
 
@@ -60,6 +63,11 @@ def build_parser(only: str | None = None) -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (sys.argv[1:] when None); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # the global flags may also follow the command: lift them out wherever they stand (before a "--")
+    cut = argv.index("--") if "--" in argv else len(argv)
+    flags = {a for a in argv[:cut] if a in GLOBAL_FLAGS}
+    argv = [a for a in argv[:cut] if a not in GLOBAL_FLAGS] + argv[cut:]
+    argv = [f for f in ("--debug", "--quiet") if f in {GLOBAL_FLAGS[x] for x in flags}] + argv
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = next((a for a in argv if a in COMMANDS), None)

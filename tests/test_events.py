@@ -1,0 +1,41 @@
+"""Events are frozen; the cancel token raises Cancelled with the partial result."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from impasto.errors import Cancelled, ConfigError, ImpastoError, UnknownModelError, WeightsError
+from impasto.events import CancelToken, Progress, emit
+
+
+def test_events_are_frozen():
+    ev = Progress(step=1, total=2, losses={"content": 1.0})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.step = 3  # type: ignore[misc]
+
+
+def test_cancel_from_another_thread_raises_with_partial():
+    token = CancelToken()
+    token.check("x")  # not cancelled: nothing happens
+    t = threading.Thread(target=token.cancel)
+    t.start()
+    t.join()
+    with pytest.raises(Cancelled) as info:
+        token.check(partial="latest image")
+    assert info.value.partial == "latest image"
+
+
+def test_emit_calls_callback_once_and_tolerates_none():
+    seen = []
+    emit(seen.append, Progress(step=1, total=1))
+    emit(None, Progress(step=1, total=1))
+    assert len(seen) == 1 and seen[0].step == 1
+
+
+def test_exit_codes_of_the_hierarchy():
+    assert ConfigError("x").exit_code == 2 and UnknownModelError("x").exit_code == 2
+    assert WeightsError("x").exit_code == 1 and ImpastoError("x").exit_code == 1
+    assert issubclass(UnknownModelError, ConfigError)
