@@ -194,6 +194,28 @@ register(
 )
 
 
+# --- BigGAN-deep (pytorch-pretrained-BigGAN's PyTorch conversion of DeepMind's TF Hub generators) ------------
+_BIGGAN_S3 = "https://s3.amazonaws.com/models.huggingface.co/biggan/"
+for _res in (128, 256, 512):
+    register(
+        WeightSet(
+            name=f"biggan-deep.{_res}",
+            kind="biggan-deep",
+            description=f"BigGAN-deep {_res}x{_res} ImageNet generator (class-conditional, truncation trick)",
+            urls=(_BIGGAN_S3 + f"biggan-deep-{_res}-config.json", _BIGGAN_S3 + f"biggan-deep-{_res}-pytorch_model.bin"),
+            files=("config.json", "pytorch_model.bin"),
+            sha256=(None, None),
+            size=(None, None),
+            licence="Apache-2.0 (DeepMind TF Hub BigGAN; PyTorch conversion by Hugging Face)",
+            paper="Brock, Donahue, Simonyan, Large Scale GAN Training for High Fidelity Natural Image Synthesis, "
+            "ICLR 2019",
+            preprocessing=BIGGAN,
+            upstream_format="pytorch-pretrained-biggan",
+            notes="a folder with config.json + pytorch_model.bin in this layout can be imported as it is",
+        )
+    )
+
+
 def get(name: str) -> WeightSet:
     """The record for ``name``; UnknownModelError listing the known names otherwise."""
     try:
