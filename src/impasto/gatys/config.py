@@ -1,0 +1,179 @@
+"""PaintConfig: every neural-style-pt option with its meaning and default, plus impasto's extras (off by default).
+
+The CLI (``impasto paint``) generates its options from these fields: ``metadata["help"]`` is the help text,
+``metadata["cli"] = False`` hides a field. Values that need the loaded network (layer names, the multi-device
+split) are checked again once it is known; :meth:`PaintConfig.validate` checks everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["BACKENDS", "PaintConfig", "parse_list"]
+
+BACKENDS = ("nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl")
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - "help" reads best here
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def parse_list(value: str | Sequence[Any] | None, cast: type = str) -> tuple[Any, ...] | None:
+    """``"a,b"`` or ``["a", "b"]`` -> ``("a", "b")`` (items cast); None stays None."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = item.strip()
+            if not item:
+                continue
+        try:
+            out.append(cast(item))
+        except (TypeError, ValueError):
+            raise ConfigError(f"cannot read {item!r} as {cast.__name__} in {value!r}") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PaintConfig:
+    """Options for painting by optimisation; names, meanings and defaults are neural-style-pt's.
+
+    Departures: ``gpu`` defaults to ``"auto"`` (GPU 0 when there is one, else the CPU; neural-style-pt's ``0``
+    fails on a machine without CUDA); ``content_layers``/``style_layers`` default to None meaning "this network's
+    defaults" (for VGG exactly neural-style-pt's ``relu4_2`` and ``relu1_1,...,relu5_1``); ``model`` picks a
+    registry weight set (``model_file`` still takes any file).
+    """
+
+    # --- basic -------------------------------------------------------------------------------------------------
+    image_size: int = _f(512, "longest side of the painting in pixels")
+    style_blend_weights: tuple[float, ...] | None = _f(None, "weight per style image, normalised to sum to 1")
+    style_scale: float = _f(1.0, "style images are resized to image_size * style_scale")
+    original_colors: bool = _f(False, "keep the content image's colours (luminance transfer)")
+    gpu: str = _f("auto", "device: auto, c/cpu, a GPU number, or a list like 0,1,c to split layers over devices")
+    # --- optimisation ------------------------------------------------------------------------------------------
+    content_weight: float = _f(5.0, "content loss weight")
+    style_weight: float = _f(100.0, "style loss weight")
+    tv_weight: float = _f(1e-3, "total-variation loss weight (0 turns it off)")
+    normalize_weights: bool = _f(False, "divide each layer's weight by the largest dimension of its target")
+    normalize_gradients: bool = _f(False, "neural-style-pt's gradient scaling (scales each layer's gradient by w^2)")
+    num_iterations: int = _f(1000, "number of optimisation steps")
+    init: str = _f("random", "start from random noise or from an image (random|image)")
+    init_image: str | None = _f(None, "image to start from with init=image (default: the content image)")
+    optimizer: str = _f("lbfgs", "lbfgs or adam")
+    learning_rate: float = _f(1.0, "Adam's learning rate")
+    lbfgs_num_correction: int = _f(100, "L-BFGS history size")
+    # --- output ------------------------------------------------------------------------------------------------
+    print_iter: int = _f(50, "report per-layer losses every N steps (0: never)")
+    save_iter: int = _f(100, "save an intermediate image every N steps (0: never)")
+    # --- network -----------------------------------------------------------------------------------------------
+    model: str | None = _f(None, "registry weight set (vgg19.caffe, vgg16.caffe, nin.caffe, vgg19.torch, ...)")
+    model_file: str | None = _f(None, "a VGG/NIN .pth file (layout recognised from its keys)")
+    pooling: str = _f("max", "max or avg pooling in the network")
+    content_layers: tuple[str, ...] | None = _f(None, "comma-separated content layers (default: the network's)")
+    style_layers: tuple[str, ...] | None = _f(None, "comma-separated style layers (default: the network's)")
+    disable_check: bool = _f(False, "ignore unexpected keys in the model file")
+    backend: str = _f("nn", "accepted for compatibility; cuDNN is always used on CUDA")
+    cudnn_autotune: bool = _f(False, "let cuDNN benchmark convolution algorithms (CUDA only)")
+    seed: int = _f(-1, "random seed (-1: a new one each run)")
+    multidevice_strategy: str = _f(
+        "4,7,29",
+        "where to split the network over the devices in gpu (indices as neural-style-pt counts, or layer names)",
+    )
+    # --- impasto extras: off by default; implementations land later (see gatys.optimize) ------------------------
+    scales: tuple[int, ...] | None = _f(None, "coarse-to-fine sizes, e.g. 128,181,256,362,512 (multi-scale)")
+    scale_iterations: tuple[int, ...] | None = _f(None, "iterations per scale (default: num_iterations each)")
+    fast: bool = _f(False, "fast path: channels_last and bf16 autocast where the hardware has it")
+    checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
+    checkpoint_path: str | None = _f(None, "where checkpoints go (default: beside the output)")
+    resume: bool = _f(False, "continue from the checkpoint at checkpoint_path")
+
+    def __post_init__(self) -> None:
+        # Accept neural-style-pt spellings: "0,1" strings for lists, 0/1 for original_colors, ints for gpu.
+        fix = object.__setattr__
+        fix(self, "style_blend_weights", parse_list(self.style_blend_weights, float))
+        fix(self, "content_layers", parse_list(self.content_layers, str) or None)
+        fix(self, "style_layers", parse_list(self.style_layers, str) or None)
+        fix(self, "scales", parse_list(self.scales, int) or None)
+        fix(self, "scale_iterations", parse_list(self.scale_iterations, int) or None)
+        fix(self, "gpu", str(self.gpu).strip())
+        fix(self, "multidevice_strategy", str(self.multidevice_strategy).strip())
+        if isinstance(self.original_colors, int) and not isinstance(self.original_colors, bool):
+            if self.original_colors not in (0, 1):
+                raise ConfigError(f"original_colors must be 0 or 1, not {self.original_colors}")
+            fix(self, "original_colors", bool(self.original_colors))
+
+    def replace(self, **changes: Any) -> PaintConfig:
+        """A copy with ``changes``; unknown names raise ConfigError listing the fields."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"unknown paint option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, num_styles: int | None = None) -> PaintConfig:
+        """Raise ConfigError (one sentence) for any value out of range; returns self."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(
+            isinstance(self.image_size, int) and self.image_size >= 16,
+            f"image_size must be at least 16, not {self.image_size}",
+        )
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            need(math.isfinite(value) and value >= 0, f"{name} must be a number >= 0, not {value}")
+        need(
+            math.isfinite(self.style_scale) and self.style_scale > 0, f"style_scale must be > 0, not {self.style_scale}"
+        )
+        need(self.num_iterations >= 1, f"num_iterations must be at least 1, not {self.num_iterations}")
+        need(self.init in ("random", "image"), f"init must be 'random' or 'image', not {self.init!r}")
+        need(self.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
+        need(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            f"learning_rate must be > 0, not {self.learning_rate}",
+        )
+        need(
+            self.lbfgs_num_correction >= 1, f"lbfgs_num_correction must be at least 1, not {self.lbfgs_num_correction}"
+        )
+        need(self.print_iter >= 0, f"print_iter must be >= 0, not {self.print_iter}")
+        need(self.save_iter >= 0, f"save_iter must be >= 0, not {self.save_iter}")
+        need(self.pooling in ("max", "avg"), f"pooling must be 'max' or 'avg', not {self.pooling!r}")
+        need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, not {self.checkpoint_every}")
+        if self.style_blend_weights is not None:
+            bad = [w for w in self.style_blend_weights if not (math.isfinite(w) and w >= 0)]
+            need(not bad, f"style_blend_weights must be numbers >= 0, got {bad[0] if bad else ''}")
+            need(sum(self.style_blend_weights) > 0, "style_blend_weights must not all be zero")
+            if num_styles is not None:
+                need(
+                    len(self.style_blend_weights) == num_styles,
+                    f"{len(self.style_blend_weights)} style_blend_weights given for {num_styles} style image(s); "
+                    "give one weight per style image",
+                )
+        if num_styles is not None:
+            need(num_styles >= 1, "at least one style image is needed")
+        for name in ("content_layers", "style_layers"):
+            value = getattr(self, name)
+            need(value is None or len(value) > 0, f"{name} must name at least one layer")
+        if self.scales is not None:
+            bad_scale = [s for s in self.scales if s < 16]
+            need(not bad_scale, f"every scale must be at least 16 pixels, got {bad_scale[0] if bad_scale else ''}")
+        return self
+
+    def blend_weights(self, num_styles: int) -> list[float]:
+        """Per-style weights normalised to sum to 1 (equal when none are given), as neural-style-pt does."""
+        raw = list(self.style_blend_weights) if self.style_blend_weights is not None else [1.0] * num_styles
+        total = 0.0
+        for w in raw:
+            total = float(total) + float(w)
+        return [float(w) / float(total) for w in raw]

@@ -1,0 +1,350 @@
+"""Painting by optimisation (Gatys et al. 2016), step for step as neural-style-pt does it.
+
+Outline of :func:`paint`:
+
+1. size the images as neural-style-pt does (longest side ``image_size``, truncated; styles at
+   ``image_size * style_scale``; PIL bilinear) and preprocess them for the network's contract;
+2. open the feature network, resolve and check the layers, build it only up to the deepest one (frozen);
+3. compute the content targets and the blended style Gram targets once, under ``no_grad``;
+4. initialise the image (noise ``0.001 * randn(C, H, W)`` from a CPU generator seeded with ``seed`` -- the same
+   numbers as neural-style-pt's ``torch.manual_seed(seed); torch.randn(...)`` -- or the content/init image);
+5. optimise with L-BFGS (``max_iter = num_iterations``, no line search, ``tolerance_grad = tolerance_change =
+   -1``, ``history_size = lbfgs_num_correction``) or Adam (``lr = learning_rate``), one evaluation per step.
+
+Like neural-style-pt, step ``t`` is the ``t``-th evaluation of the loss, and its Progress/Preview and the final
+image show the image that evaluation saw (so the final image is the one whose loss is the last reported; the
+optimiser's last update is never evaluated, exactly as upstream).
+
+Events: Started, Progress every step (per-layer losses ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``;
+``info["print"]`` is True on ``print_iter`` steps), Preview every ``save_iter`` steps except the last, Finished.
+A CancelToken is checked before every evaluation: Cancelled(partial) carries the latest image (1, 3, H, W) in
+[0, 1]. No printing, no files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..errors import Cancelled, ConfigError
+from ..events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
+from ..imaging import transfer_luminance
+from ..zoo import torch_formats
+from . import losses as L
+from .config import PaintConfig
+from .multidevice import SplitFeatureNet, parse_devices, split_boundaries
+from .preprocess import deprocess, neural_style_size, preprocess, resize_like_neural_style
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PaintResult", "Problem", "paint", "prepare", "save_steps"]
+
+
+@dataclass
+class PaintResult:
+    """What :func:`paint` returns.
+
+    ``image``: (1, 3, H, W) RGB float in [0, 1] on the CPU (original colours applied when asked); ``raw``: the
+    optimised image in the network's input space; ``losses``: one dict per step (see module docstring).
+    """
+
+    image: torch.Tensor
+    raw: torch.Tensor
+    content: torch.Tensor  # (1, 3, H, W) the resized content image in [0, 1]
+    losses: list[dict[str, float]]
+    steps: int
+    model: str
+    preprocessing: str
+    elapsed: float
+    config: PaintConfig
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1]["total"] if self.losses else float("nan")
+
+
+@dataclass
+class Problem:
+    """Everything one optimisation needs, built by :func:`prepare` (no mutable run state)."""
+
+    net: Any  # feature network: layer_names, features(x, names)
+    contract: str
+    model: str
+    device: torch.device  # where the image lives and the losses are summed
+    content01: torch.Tensor  # (1, 3, H, W) in [0, 1], CPU
+    init: torch.Tensor  # (1, 3, H, W) starting image, network space, on device
+    content_targets: dict[str, torch.Tensor]  # layer -> (1, C, h, w)
+    style_targets: dict[str, torch.Tensor]  # layer -> (C, C) blended Gram
+    content_weights: dict[str, float]
+    style_weights: dict[str, float]
+    order: list[str] = field(default_factory=list)  # tapped layers in network order
+
+
+def save_steps(config: PaintConfig) -> list[int]:
+    """Steps at which a Preview is emitted (neural-style-pt's ``out_<t>.png`` files), the last step excluded."""
+    if config.save_iter <= 0:
+        return []
+    return [t for t in range(config.save_iter, config.num_iterations, config.save_iter)]
+
+
+@contextlib.contextmanager
+def _backend_flags(config: PaintConfig, devices: Sequence[torch.device]) -> Iterator[None]:
+    """neural-style-pt's ``-backend``/``-cudnn_autotune``/seeded determinism, mapped to today's torch, restored after.
+
+    ``backend`` is accepted for compatibility only: cuDNN is always on for CUDA (neural-style-pt's ``nn`` turned it
+    off, which today only makes runs slower) and the CPU backends are chosen by torch itself.
+    """
+    if not any(d.type == "cuda" for d in devices):
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic)
+    cudnn.benchmark = bool(config.cudnn_autotune)
+    cudnn.deterministic = config.seed >= 0 or cudnn.deterministic
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved
+
+
+def _ordered_unique(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def prepare(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: PaintConfig,
+    *,
+    init_image: Image.Image | None = None,
+    source: torch_formats.FeatureSource | None = None,
+) -> Problem:
+    """Open the network, size and preprocess the images, compute targets and the starting image."""
+    devices = parse_devices(config.gpu)
+    device = devices[0]
+    if source is None:
+        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    content_layers = _ordered_unique(config.content_layers or source.default_content_layers)
+    style_layers = _ordered_unique(config.style_layers or source.default_style_layers)
+    source.check_layers(content_layers, "content layer")
+    source.check_layers(style_layers, "style layer")
+    order = [n for n in source.layer_names if n in set(content_layers) | set(style_layers)]
+
+    if len(devices) > 1:
+        if source.weights is None:
+            raise ConfigError(f"{source.display} cannot be split over several devices; give one device in gpu")
+        net = source.build(order, "cpu", config.pooling)
+        bounds = split_boundaries(
+            config.multidevice_strategy,
+            net.layer_names,
+            len(devices),
+            content_layers=content_layers,
+            style_layers=style_layers,
+            tv=config.tv_weight > 0,
+        )
+        net = SplitFeatureNet(net, devices, bounds)
+    else:
+        net = source.build(order, device, config.pooling)
+
+    # Images, sized and resampled like neural-style-pt.
+    size = neural_style_size(content.size, config.image_size)
+    content01 = resize_like_neural_style(content, size)
+    contract = source.preprocessing
+    content_in = preprocess(content01, contract).to(device)
+    style_size = int(config.image_size * config.style_scale)
+    blend = config.blend_weights(len(styles))
+
+    with torch.no_grad():
+        feats = net.features(content_in, content_layers)
+        content_targets = {n: feats[n].detach() for n in content_layers}
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in style_layers}
+        for style in styles:
+            style01 = resize_like_neural_style(style, neural_style_size(style.size, style_size))
+            feats = net.features(preprocess(style01, contract).to(device), style_layers)
+            for n in style_layers:
+                grams[n].append(L.gram_matrix(feats[n]))
+            del feats
+        style_targets = {n: L.blend_grams(grams[n], blend) for n in style_layers}
+    del grams
+
+    content_weights = {n: float(config.content_weight) for n in content_layers}
+    style_weights = {n: float(config.style_weight) for n in style_layers}
+    if config.normalize_weights:
+        content_weights = {n: L.normalized_weight(w, content_targets[n].shape) for n, w in content_weights.items()}
+        style_weights = {n: L.normalized_weight(w, style_targets[n].shape) for n, w in style_weights.items()}
+
+    if config.init == "random":
+        gen = torch.Generator(device="cpu")
+        if config.seed >= 0:
+            gen.manual_seed(config.seed)
+        else:
+            gen.seed()
+        _, c, h, w = content_in.shape
+        # neural-style-pt: torch.randn(C, H, W).mul(0.001).unsqueeze(0), drawn on the CPU then moved.
+        init = torch.randn(c, h, w, generator=gen).mul(0.001).unsqueeze(0).to(device)
+    elif init_image is not None:
+        init = preprocess(resize_like_neural_style(init_image, size), contract).to(device)
+    else:
+        init = content_in.clone()
+
+    return Problem(
+        net=net,
+        contract=contract,
+        model=source.display,
+        device=device,
+        content01=content01,
+        init=init,
+        content_targets=content_targets,
+        style_targets=style_targets,
+        content_weights=content_weights,
+        style_weights=style_weights,
+        order=order,
+    )
+
+
+def _to_image(raw: torch.Tensor, problem: Problem, config: PaintConfig) -> torch.Tensor:
+    """Network-space image -> (1, 3, H, W) RGB [0, 1] on the CPU, with original colours when asked."""
+    img = deprocess(raw, problem.contract)
+    if config.original_colors:
+        img = transfer_luminance(img, problem.content01)
+    return img
+
+
+def _optimise(
+    problem: Problem,
+    config: PaintConfig,
+    callback: Callback | None,
+    cancel: CancelToken | None,
+    clock: Stopwatch,
+) -> PaintResult:
+    total_steps = config.num_iterations
+    net, dev = problem.net, problem.device
+    content_names = [n for n in problem.order if n in problem.content_targets]
+    style_names = [n for n in problem.order if n in problem.style_targets]
+    labels = [f"content:{n}" for n in content_names] + [f"style:{n}" for n in style_names]
+    if config.tv_weight > 0:
+        labels.append("tv")
+    labels.append("total")
+    ng = config.normalize_gradients
+    preview_at = set(save_steps(config))
+
+    img = problem.init.detach().clone().requires_grad_(True)
+    if config.optimizer == "lbfgs":
+        optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+            [img],
+            max_iter=config.num_iterations,
+            tolerance_change=-1,
+            tolerance_grad=-1,
+            history_size=config.lbfgs_num_correction,
+        )
+        loop_val = 1  # neural-style-pt: one optimizer.step() runs all iterations
+    else:
+        optimizer = torch.optim.Adam([img], lr=config.learning_rate)
+        loop_val = config.num_iterations - 1
+
+    step = 0
+    history: list[dict[str, float]] = []
+    final_raw: torch.Tensor | None = None
+
+    def closure() -> torch.Tensor:
+        nonlocal step, final_raw
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled", partial=_to_image(img.detach(), problem, config))
+        step += 1
+        optimizer.zero_grad()
+        # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
+        # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
+        feats = net.features(img, problem.order)
+        terms: list[torch.Tensor] = []
+        for n in content_names:
+            terms.append(L.content_loss(feats[n], problem.content_targets[n], problem.content_weights[n], ng).to(dev))
+        for n in style_names:
+            gram = L.gram_matrix(feats[n])
+            terms.append(L.style_loss(gram, problem.style_targets[n], problem.style_weights[n], ng).to(dev))
+        if config.tv_weight > 0:
+            terms.append(L.tv_loss(img, config.tv_weight))
+        del feats
+        loss: Any = 0  # summed in neural-style-pt's order: content, style, TV
+        for t in terms:
+            loss = loss + t
+        loss.backward()
+
+        values = torch.stack([t.detach() for t in terms] + [loss.detach()]).tolist()  # one device sync
+        record = dict(zip(labels, values, strict=True))
+        history.append(record)
+        if step == total_steps:
+            final_raw = img.detach().clone()
+        printing = config.print_iter > 0 and step % config.print_iter == 0
+        emit(callback, Progress(step, total_steps, record, clock(), info={"print": printing}))
+        if step in preview_at:
+            emit(callback, Preview(step, _to_image(img.detach(), problem, config)))
+        # HOOK(checkpoint): save (img, optimizer.state_dict(), step, history) here every checkpoint_every steps.
+        return loss
+
+    while step <= loop_val:
+        optimizer.step(closure)
+
+    raw = (final_raw if final_raw is not None else img.detach()).cpu()
+    return PaintResult(
+        image=_to_image(raw, problem, config),
+        raw=raw,
+        content=problem.content01,
+        losses=history,
+        steps=step,
+        model=problem.model,
+        preprocessing=problem.contract,
+        elapsed=clock(),
+        config=config,
+    )
+
+
+def paint(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: PaintConfig | None = None,
+    *,
+    init_image: Image.Image | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    source: torch_formats.FeatureSource | None = None,
+) -> PaintResult:
+    """Paint ``content`` (a PIL RGB image) in the style of ``styles`` by optimisation; see the module docstring.
+
+    ``init_image`` is used when ``config.init == "image"`` (else the content image); ``source`` an already opened
+    feature network (to paint many images without re-reading the file).
+    """
+    config = (config or PaintConfig()).validate(num_styles=len(styles))
+    # HOOK(scales): multi-scale painting loops over config.scales here, calling prepare/_optimise per scale with
+    # the upsampled previous result as the init; HOOK(fast path) sits in _optimise; HOOK(checkpoint) too.
+    if config.scales:
+        raise ConfigError("multi-scale painting (scales) is not available yet in this version")
+    if config.fast:
+        raise ConfigError("the fast path (fast) is not available yet in this version")
+    if config.checkpoint_every or config.resume:
+        raise ConfigError("checkpointing (checkpoint_every/resume) is not available yet in this version")
+    clock = Stopwatch()
+    devices = parse_devices(config.gpu)
+    with _backend_flags(config, devices):
+        problem = prepare(content, styles, config, init_image=init_image, source=source)
+        emit(
+            callback,
+            Started(
+                total=config.num_iterations,
+                info={
+                    "model": problem.model,
+                    "size": tuple(problem.content01.shape[-2:]),
+                    "device": str(problem.device),
+                    "layers": list(problem.order),
+                },
+            ),
+        )
+        with torch.enable_grad():
+            result = _optimise(problem, config, callback, cancel, clock)
+    emit(callback, Finished(result, result.elapsed))
+    return result
