@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from PIL import Image
 
 from .errors import ConfigError
 from .events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from .imaging import load_image
+
+if TYPE_CHECKING:
+    from .gatys.config import PaintConfig
+    from .gatys.optimize import PaintResult
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 
@@ -95,6 +99,56 @@ def preset_sheet(content: ImageInput, *, tile: int = 256, device: str = "auto") 
 
 
 # --- painting by optimisation (impasto.gatys) --------------------------------------------------------------
+
+
+def _style_list(styles: ImageInput | Sequence[ImageInput]) -> list[Image.Image]:
+    """Style images from a path, an image, a folder (its images, sorted) or a list of these."""
+    from pathlib import Path
+
+    from .imaging import expand_inputs
+
+    items = [styles] if isinstance(styles, (str, os.PathLike, Image.Image)) else list(styles)
+    out: list[Image.Image] = []
+    for item in items:
+        if isinstance(item, Image.Image):
+            out.append(_as_image(item))
+        elif Path(item).is_dir():
+            out.extend(load_image(p) for p in expand_inputs([str(item)]))
+        else:
+            out.append(load_image(item))
+    if not out:
+        raise ConfigError("at least one style image is needed")
+    return out
+
+
+def paint(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    config: PaintConfig | None = None,
+    *,
+    init_image: ImageInput | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    **options: object,
+) -> PaintResult:
+    """Paint ``content`` in the style of ``styles`` by optimisation (Gatys et al.; neural-style-pt's options).
+
+    ``styles``: a path, an image, a folder or a list of these. ``config``: a :class:`PaintConfig`; keyword
+    ``options`` override its fields (``paint(c, s, num_iterations=200, seed=1)``). ``init_image`` (or
+    ``config.init_image``) is the start when ``init="image"``. Returns a PaintResult whose ``image`` is
+    (1, 3, H, W) RGB in [0, 1]; events go to ``callback``; ``cancel`` raises Cancelled(partial image).
+    """
+    from .gatys.config import PaintConfig as _PaintConfig
+    from .gatys.optimize import paint as _paint
+
+    cfg = (config or _PaintConfig()).replace(**options) if options else (config or _PaintConfig())
+    style_images = _style_list(styles)
+    cfg.validate(num_styles=len(style_images))
+    content_image = _as_image(content)
+    init = init_image if init_image is not None else cfg.init_image
+    init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
+    return _paint(content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel)
+
 
 # --- optimiser study (impasto.study) -----------------------------------------------------------------------
 
