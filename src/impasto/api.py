@@ -153,3 +153,106 @@ def paint(
 # --- optimiser study (impasto.study) -----------------------------------------------------------------------
 
 # --- BigGAN (impasto.gan) ----------------------------------------------------------------------------------
+
+
+def classes(query: str | int | None = None) -> list:
+    """ImageNet classes matching ``query`` (all 1000 for None): a number, WordNet id or part of a name.
+
+    Returns ``impasto.gan.ImageNetClass`` records (index, wnid, names), exact name matches first.
+    """
+    from .gan.classes import search
+
+    return search(query)
+
+
+def _biggan(model: str | os.PathLike[str], device: str, precision: str, bn_stats: str):  # noqa: ANN202
+    """Load (or reuse the last loaded) BigGAN; the cache is keyed on the folder's files and their mtimes."""
+    from pathlib import Path
+
+    from .devices import resolve_device
+    from .gan.model import load_model
+    from .zoo import biggan_format
+
+    folder = biggan_format.resolve(model)
+    stamp = tuple(
+        (Path(folder) / n).stat().st_mtime_ns for n in (biggan_format.CONFIG_NAME, biggan_format.WEIGHTS_NAME)
+        if (Path(folder) / n).exists()
+    )  # fmt: skip
+    key = (str(Path(folder).resolve()), stamp, str(resolve_device(device)), precision, bn_stats)
+    cached = _BIGGAN_CACHE.get("model")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    net = load_model(folder, device=device, precision=precision, bn_stats=bn_stats)
+    _BIGGAN_CACHE["model"] = (key, net)
+    return net
+
+
+_BIGGAN_CACHE: dict = {}  # the last loaded BigGAN only (a loaded model is not per-run state; weights are read-only)
+
+
+def generate(
+    class_names: str | int | Sequence[str | int],
+    *,
+    samples: int = 1,
+    truncation: float = 0.4,
+    seed: int | None = None,
+    model: str | os.PathLike[str] = "biggan-deep.256",
+    device: str = "auto",
+    precision: str = "auto",
+    bn_stats: str = "reference",
+    batch_size: int = 8,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+):  # noqa: ANN201 - returns impasto.gan.GenerateResult (imported lazily)
+    """BigGAN samples: ``samples`` images of each class (names, synonyms, numbers or WordNet ids).
+
+    ``truncation`` in (0, 1]; ``seed`` None draws a fresh one (recorded in the result). ``model``: a registered
+    name (``biggan-deep.128/256/512``) or a folder with config.json + pytorch_model.bin. ``precision``: auto
+    (fp16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16. Returns ``GenerateResult`` whose ``images`` are
+    (len(classes) * samples, 3, H, W) float32 in [-1, 1], class-major. Inputs are checked before the model loads.
+    """
+    from .gan.classes import resolve
+    from .gan.sampling import GenerateConfig
+    from .gan.sampling import generate as _generate
+
+    names = [class_names] if isinstance(class_names, (str, int)) else list(class_names)
+    config = GenerateConfig(
+        classes=tuple(resolve(c) for c in names), samples=samples, truncation=truncation, seed=seed,
+        batch_size=batch_size,
+    ).validated()  # fmt: skip
+    net = _biggan(model, device, precision, bn_stats)
+    return _generate(net, config, callback=callback, cancel=cancel)
+
+
+def interpolate(
+    from_class: str | int,
+    to_class: str | int,
+    *,
+    seed_from: int | None = None,
+    seed_to: int | None = None,
+    steps: int = 10,
+    samples: int = 1,
+    truncation: float = 0.4,
+    slerp: bool = False,
+    model: str | os.PathLike[str] = "biggan-deep.256",
+    device: str = "auto",
+    precision: str = "auto",
+    bn_stats: str = "reference",
+    batch_size: int = 8,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+):  # noqa: ANN201 - returns impasto.gan.InterpolateResult (imported lazily)
+    """Frames from (from_class, seed_from) to (to_class, seed_to; default seed_from), linear or spherical
+    (``slerp``) in noise and class-embedding space. ``steps`` >= 2 frames include both endpoints, which equal
+    the plain ``generate`` samples. Returns ``InterpolateResult`` with ``frames`` (steps, samples, 3, H, W)
+    float32 in [-1, 1]."""
+    from .gan.classes import resolve
+    from .gan.interpolation import InterpolateConfig
+    from .gan.interpolation import interpolate as _interpolate
+
+    config = InterpolateConfig(
+        class_from=resolve(from_class), class_to=resolve(to_class), seed_from=seed_from, seed_to=seed_to,
+        steps=steps, samples=samples, truncation=truncation, spherical=slerp, batch_size=batch_size,
+    ).validated()  # fmt: skip
+    net = _biggan(model, device, precision, bn_stats)
+    return _interpolate(net, config, callback=callback, cancel=cancel)

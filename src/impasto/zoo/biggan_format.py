@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -40,9 +41,12 @@ def _sn_prefixes(model: BigGANDeep) -> set[str]:
     }
 
 
-def _meta_model(config: BigGANConfig) -> BigGANDeep:
+M = TypeVar("M", bound=BigGANDeep)
+
+
+def _meta_model(config: BigGANConfig, model_cls: type[M] = BigGANDeep) -> M:
     with torch.device("meta"):
-        return BigGANDeep(config)
+        return model_cls(config)
 
 
 def reference_key_shapes(config: BigGANConfig) -> dict[str, tuple[int, ...]]:
@@ -146,12 +150,14 @@ def check_biggan_dir(path: str | os.PathLike[str]) -> BigGANConfig:
     return config
 
 
-def load_biggan_dir(path: str | os.PathLike[str], precision: Precision | None = None) -> BigGANDeep:
-    """Build a BigGANDeep from a reference folder's own config and load its weights (strictly), on the CPU."""
+def load_biggan_dir(
+    path: str | os.PathLike[str], precision: Precision | None = None, model_cls: type[M] = BigGANDeep
+) -> M:
+    """Build a BigGANDeep (or ``model_cls``) from a folder's own config; load its weights strictly, on the CPU."""
     folder = _require_files(path)
     config = read_config(folder / CONFIG_NAME)
     sd = convert_state_dict(read_state_dict(folder / WEIGHTS_NAME), config, str(folder / WEIGHTS_NAME))
-    model = _meta_model(config)
+    model = _meta_model(config, model_cls)
     model.load_weights(sd, source=str(folder / WEIGHTS_NAME), assign=True)
     if precision is not None:
         model.precision = precision
@@ -180,7 +186,13 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
         ws = registry.get(name)
         if ws.kind != KIND:
             raise UnknownModelError(f"{name!r} is a {ws.kind} weight set, not a BigGAN; use one of {biggan_names()}")
-        return store.files_for(ws)[0].parent
+        try:
+            return store.files_for(ws)[0].parent
+        except WeightsError:
+            raise WeightsError(
+                f"weight set {name!r} is not installed; run 'impasto models download {name}' on a connected machine, "
+                f"or 'impasto models import {name} DIR' with a folder holding {CONFIG_NAME} + {WEIGHTS_NAME}"
+            ) from None
     if p.suffix or os.sep in str(name_or_dir) or p.exists():
         raise WeightsError(f"{p} is not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
     raise UnknownModelError(f"unknown BigGAN model {str(name_or_dir)!r}; use one of {biggan_names()} or a folder")

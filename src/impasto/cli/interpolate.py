@@ -1,0 +1,58 @@
+"""``impasto interpolate --from NAME --to NAME [--seed-from A --seed-to B] --steps 10 -o out.gif|out.mp4|grid.png``."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .. import api
+from ..errors import ConfigError
+from .common import progress_bar
+from .generate import add_model_options, model_source
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_class", required=True, metavar="NAME|N", help="start class")
+    p.add_argument("--to", dest="to_class", required=True, metavar="NAME|N", help="end class")
+    p.add_argument("--seed-from", type=int, help="noise seed at the start (default: fresh, printed)")
+    p.add_argument("--seed-to", type=int, help="noise seed at the end (default: the same as --seed-from)")
+    p.add_argument("--steps", type=int, default=10, help="frames including both ends, at least 2 (default: 10)")
+    p.add_argument("--samples", type=int, default=1, help="parallel interpolations side by side (default: 1)")
+    p.add_argument("--truncation", type=float, default=0.4, help="truncation in (0, 1] (default: 0.4)")
+    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    p.add_argument("-o", "--output", required=True, help="out.gif or out.mp4 (animation) or grid.png (still)")
+    p.add_argument("--fps", type=float, default=10.0, help="animation frames per second (default: 10)")
+    p.add_argument("--bounce", action="store_true", help="play forwards then backwards")
+    p.add_argument("--no-loop", action="store_true", help="GIF plays once instead of looping")
+    add_model_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..gan.classes import resolve
+    from ..gan.export import ANIMATION_EXTENSIONS, STILL_EXTENSIONS, check_output, make_grid, save_animation, save_grid
+
+    a, b = resolve(args.from_class), resolve(args.to_class)
+    dest = check_output(args.output, ANIMATION_EXTENSIONS + STILL_EXTENSIONS, args.overwrite)
+    if not args.fps > 0:
+        raise ConfigError(f"--fps must be positive; got {args.fps:g}")
+    callback, close = progress_bar(args.quiet, unit="batch", desc="interpolate")
+    try:
+        result = api.interpolate(
+            a, b, seed_from=args.seed_from, seed_to=args.seed_to, steps=args.steps, samples=args.samples,
+            truncation=args.truncation, slerp=args.slerp, model=model_source(args), device=args.device,
+            precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size, callback=callback,
+        )  # fmt: skip
+    finally:
+        close()
+    frames = result.frames  # (steps, samples, 3, H, W)
+    if dest.suffix.lower() in ANIMATION_EXTENSIONS:
+        pictures = [make_grid(f, ncol=f.shape[0]) for f in frames]  # one frame: the samples side by side
+        save_animation(pictures, dest, fps=args.fps, bounce=args.bounce, loop=not args.no_loop)
+    else:
+        grid = frames.transpose(0, 1).reshape(-1, *frames.shape[2:])  # (samples*steps, 3, H, W): a row per sample
+        save_grid(torch.as_tensor(grid), dest, ncol=frames.shape[0])
+    if not args.quiet and args.seed_from is None:
+        print(f"seed-from {result.seed_from}")
+    print(dest)
+    return 0
