@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("stylize", "fast arbitrary / preset style transfer (Magenta, offline)"),
     "presets": ("presets", "contact sheet of the 26 built-in styles on a photo"),
     "models": ("models", "list, download, import and verify weight sets"),
+    "paint": ("paint", "painting by optimisation (Gatys et al.; every neural-style-pt option)"),
+    "neural-style": ("neural_style", "neural-style-pt's command line, unchanged (drop-in for neural_style.py)"),
     "generate": ("generate", "BigGAN samples of ImageNet classes: grid and/or one file per sample"),
     "interpolate": ("interpolate", "BigGAN interpolation between two classes/seeds: GIF, MP4 or grid"),
     "classes": ("classes", "list or search the 1000 ImageNet classes BigGAN draws"),

@@ -34,6 +34,7 @@ from .registry import CAFFE_BGR, WeightSet
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ModelLayoutError",
     "LoadedWeights",
     "build_net",
     "check_weight_set",
@@ -50,6 +51,12 @@ _VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _DISPLAY = {"vgg19": "VGG-19", "vgg16": "VGG-16", "nin": "NIN"}
 DEFAULT_VGG = "vgg19.caffe"
 OFFLINE_DEFAULT = "mobilenetv2.magenta"
+
+
+class ModelLayoutError(WeightsError):
+    """A model file whose keys/shapes match no network impasto knows: a usage mistake (exit 2)."""
+
+    exit_code = 2
 
 
 def _vgg_positions(kind: str) -> list[int]:
@@ -87,12 +94,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{p} is not a PyTorch state dict impasto can read safely ({first[:200]})") from None
+        raise ModelLayoutError(f"{p} is not a PyTorch state dict impasto can read safely ({first[:200]})") from None
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
-        raise WeightsError(f"{p} does not hold a state dict (a mapping of names to tensors)")
+        raise ModelLayoutError(f"{p} does not hold a state dict (a mapping of names to tensors)")
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise WeightsError(f"{p}: entry {bad[0]!r} is not a tensor; expected a plain state dict")
+        raise ModelLayoutError(f"{p}: entry {bad[0]!r} is not a tensor; expected a plain state dict")
     return dict(sd)
 
 
@@ -116,7 +123,7 @@ def detect_layout(
     kind = next((k for k, pos in _POSITIONS.items() if pos == conv_pos), None)
     if kind is None:
         found = conv_pos if conv_pos else "none"
-        raise WeightsError(
+        raise ModelLayoutError(
             f"cannot recognise the network in {source}: it has 4-d 'features.N.weight' tensors at N = {found}; "
             "impasto reads VGG-19 and VGG-16 (neural-style-pt's Caffe conversions or torchvision's files) and NIN "
             "(nin_imagenet.pth)"

@@ -1,0 +1,198 @@
+"""Run neural-style-pt and ``impasto neural-style`` side by side on the same random VGG-19 and report the differences.
+
+neural-style-pt is not part of impasto and is not committed: fetch it (github.com/ProGamerGov/neural-style-pt) into
+a scratch folder and put a small stand-in for the few ``torchvision.transforms`` it uses beside it (Compose,
+Resize = PIL bilinear, ToTensor, Lambda, Normalize, ToPILImage), then::
+
+    python benchmarks/compare_neural_style_pt.py --nspt /tmp/nspt --size 64 --iters 20
+    python benchmarks/compare_neural_style_pt.py --nspt /tmp/nspt --size 512 --iters 6 --json cmp512.json
+
+A full-size random VGG-19 in neural-style-pt's file format (``features.N`` + ``classifier.*``, named
+``vgg19-d01eb7cb.pth`` because neural-style-pt picks the architecture from the file name) is written once into
+``--work``. Both programs run as subprocesses with the same flags and seed on the CPU (``-gpu c``), printing losses
+every step; the script compares the losses step by step, the final images, and the seconds per iteration (time
+between the first and last printed iteration, divided by the steps between them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+VGG19 = (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, "P", 512, 512, 512, 512, "P")
+
+
+def random_vgg19(path: Path, seed: int = 0, classifier: bool = True) -> None:
+    """A full-size VGG-19 with He-initialised random weights, in neural-style-pt's key layout."""
+    gen = torch.Generator().manual_seed(seed)
+    sd: OrderedDict[str, torch.Tensor] = OrderedDict()
+    pos, cin = 0, 3
+    for c in VGG19:
+        if c == "P":
+            pos += 1
+            continue
+        sd[f"features.{pos}.weight"] = torch.randn(c, cin, 3, 3, generator=gen) * (2.0 / (cin * 9)) ** 0.5
+        sd[f"features.{pos}.bias"] = torch.randn(c, generator=gen) * 0.01
+        pos, cin = pos + 2, c
+    if classifier:
+        for i, (o, n) in enumerate(((4096, 25088), (4096, 4096), (1000, 4096))):
+            sd[f"classifier.{3 * i}.weight"] = torch.randn(o, n, generator=gen) * 0.01
+            sd[f"classifier.{3 * i}.bias"] = torch.zeros(o)
+    torch.save(sd, path)
+
+
+def test_image(path: Path, size: tuple[int, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = rng.uniform(0.02, 0.2, 6)
+    arr = np.stack(
+        [
+            127 + 90 * np.sin(xx * f[0] + yy * f[1]) + rng.normal(0, 20, (h, w)),
+            127 + 90 * np.cos(xx * f[2] - yy * f[3]) + rng.normal(0, 20, (h, w)),
+            127 + 90 * np.sin((xx + yy) * f[4]) * np.cos(yy * f[5]) + rng.normal(0, 20, (h, w)),
+        ],
+        axis=-1,
+    )
+    Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(path)
+
+
+ITER = re.compile(r"^Iteration (\d+) / (\d+)")
+LOSS = re.compile(r"^\s+(Content|Style) (\d+) loss: (\S+)|^\s+Total loss: (\S+)")
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Run ``cmd``; returns {"losses": {t: [c..., s..., total]}, "times": {t: seconds}, "wall": s, "rc": rc}."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    losses: dict[int, list[float]] = {}
+    times: dict[int, float] = {}
+    current = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = ITER.match(line)
+        if m:
+            current = int(m.group(1))
+            times[current] = time.perf_counter() - t0
+            losses[current] = []
+            continue
+        m = LOSS.match(line)
+        if m and current is not None:
+            losses[current].append(float(m.group(3) or m.group(4)))
+    err = proc.stderr.read() if proc.stderr else ""
+    rc = proc.wait()
+    if rc != 0:
+        sys.stderr.write(err[-3000:])
+    return {"losses": losses, "times": times, "wall": time.perf_counter() - t0, "rc": rc}
+
+
+def per_iteration(times: dict[int, float]) -> float | None:
+    if len(times) < 2:
+        return None
+    first, last = min(times), max(times)
+    return (times[last] - times[first]) / (last - first)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--nspt", required=True, help="folder with neural_style.py, CaffeLoader.py and torchvision stand-in"
+    )
+    ap.add_argument("--work", default="/tmp/impasto-compare", help="scratch folder for weights, images and outputs")
+    ap.add_argument("--size", type=int, default=64, help="-image_size")
+    ap.add_argument("--iters", type=int, default=20, help="-num_iterations")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both (0: leave as is)")
+    ap.add_argument("--extra", default="", help="more neural-style flags for both, e.g. '-optimizer adam'")
+    ap.add_argument("--json", default=None, help="write the report here too")
+    args = ap.parse_args()
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    weights = work / "vgg19-d01eb7cb.pth"
+    if not weights.exists():
+        random_vgg19(weights)
+    content, style = work / "content.png", work / "style.png"
+    if not content.exists():
+        test_image(content, (600, 450), 1)
+        test_image(style, (500, 500), 2)
+    outs = {"neural-style-pt": work / "nspt" / "out.png", "impasto": work / "impasto" / "out.png"}
+    for p in outs.values():
+        p.parent.mkdir(exist_ok=True)
+    flags = [
+        "-content_image", str(content), "-style_image", str(style), "-model_file", str(weights),
+        "-gpu", "c", "-image_size", str(args.size), "-num_iterations", str(args.iters), "-seed", str(args.seed),
+        "-print_iter", "1", "-save_iter", "0", *args.extra.split(),
+    ]  # fmt: skip
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    python = sys.executable
+    repo = Path(__file__).resolve().parents[1]
+    runs = {
+        "neural-style-pt": run(
+            [
+                python,
+                "-u",
+                str(Path(args.nspt) / "neural_style.py"),
+                *flags,
+                "-output_image",
+                str(outs["neural-style-pt"]),
+            ],
+            Path(args.nspt),
+            env,
+        ),
+        "impasto": run(
+            [python, "-u", "-m", "impasto", "neural-style", *flags, "-output_image", str(outs["impasto"])],
+            repo,
+            env,
+        ),
+    }
+    a, b = runs["neural-style-pt"], runs["impasto"]
+    report: dict = {"settings": vars(args), "rc": {k: v["rc"] for k, v in runs.items()}}
+    if a["rc"] == 0 and b["rc"] == 0:
+        steps = sorted(set(a["losses"]) & set(b["losses"]))
+        rel = []
+        for t in steps:
+            x, y = np.array(a["losses"][t]), np.array(b["losses"][t])
+            rel.append(float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-30))))
+        img_a = np.asarray(Image.open(outs["neural-style-pt"]).convert("RGB"), dtype=np.int16)
+        img_b = np.asarray(Image.open(outs["impasto"]).convert("RGB"), dtype=np.int16)
+        diff = np.abs(img_a - img_b)
+        report.update(
+            {
+                "steps_compared": len(steps),
+                "max_rel_loss_diff_first_step": rel[0] if rel else None,
+                "max_rel_loss_diff_any_step": max(rel) if rel else None,
+                "max_rel_loss_diff_per_step": rel,
+                "total_loss_last": {
+                    "neural-style-pt": a["losses"][steps[-1]][-1],
+                    "impasto": b["losses"][steps[-1]][-1],
+                },
+                "image_shape": list(img_a.shape),
+                "image_max_abs_diff_levels": int(diff.max()),
+                "image_mean_abs_diff_levels": float(diff.mean()),
+                "image_pixels_differing": float((diff > 0).mean()),
+                "seconds_per_iteration": {k: per_iteration(v["times"]) for k, v in runs.items()},
+                "wall_seconds": {k: v["wall"] for k, v in runs.items()},
+            }
+        )
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0 if all(v == 0 for v in report["rc"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

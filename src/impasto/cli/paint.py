@@ -1,0 +1,206 @@
+"""``impasto paint CONTENT --style S [--style S ...] -o OUT``: painting by optimisation.
+
+Every option is generated from :class:`impasto.gatys.config.PaintConfig` (field ``style_weight`` ->
+``--style-weight``). Intermediate images go beside OUT as ``OUT_<step>.EXT`` every ``--save-iter`` steps, like
+neural-style-pt. Nothing is overwritten without ``--overwrite``; every output path is checked before any work.
+Ctrl-C stops at the next step and saves the latest image to OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import Cancelled
+from ..events import Event, Finished, Preview, Progress, Started
+from ..imaging import check_output_path, save_image
+
+# Fields with their own CLI spelling (positional / special handling).
+_SKIP = {"init_image"}
+
+
+def _field_type(hint: Any) -> tuple[Callable[[str], Any] | None, bool]:
+    """argparse ``type`` for a PaintConfig type hint, and whether it is a bool flag."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return None, True
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        return str, False  # comma-separated; PaintConfig parses and checks the items
+    if hint in (int, float, str):
+        return hint, False
+    return str, False
+
+
+def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) -> None:
+    """One ``--kebab-case`` option per PaintConfig field (help and default from the field)."""
+    from ..gatys.config import PaintConfig
+
+    hints = typing.get_type_hints(PaintConfig)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(PaintConfig):
+        if f.name in skip or not f.metadata.get("cli", True):
+            continue
+        group_name = "impasto extras" if f.name in _EXTRAS else "neural-style-pt options"
+        group = groups.setdefault(group_name, p.add_argument_group(group_name))
+        flag = "--" + f.name.replace("_", "-")
+        kind, is_flag = _field_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if is_flag:
+            group.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
+            continue
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        extra = [] if f.name != "gpu" else ["--device"]
+        group.add_argument(
+            flag,
+            *extra,
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{help_text} (default: {shown})",
+        )
+
+
+_EXTRAS = {"scales", "scale_iterations", "fast", "checkpoint_every", "checkpoint_path", "resume"}
+
+
+def config_from_args(args: argparse.Namespace, **base: Any):  # noqa: ANN201 - PaintConfig, imported lazily
+    """A PaintConfig from the options given on the command line (the rest keep their defaults)."""
+    from ..gatys.config import PaintConfig
+
+    values = dict(base)
+    for f in dataclasses.fields(PaintConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return PaintConfig(**values)
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", metavar="CONTENT", help="the photo to paint")
+    p.add_argument(
+        "--style",
+        "-s",
+        action="append",
+        required=True,
+        metavar="STYLE",
+        help="style image or folder of images (repeat for several; weights with --style-blend-weights)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png, .jpg, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT and its step images if they exist")
+    p.add_argument("--init-image", dest="init_image", default=None, help="image to start from (implies --init image)")
+    add_config_options(p)
+
+
+def preview_path(output: Path, step: int) -> Path:
+    """neural-style-pt's naming for the image at ``step``: ``out.png`` -> ``out_100.png``."""
+    return output.with_name(f"{output.stem}_{step}{output.suffix}")
+
+
+class SigintCancel:
+    """While active, the first Ctrl-C cancels ``token`` (the run stops and keeps its image); a second one aborts."""
+
+    def __init__(self, token: Any) -> None:
+        self.token = token
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if self.token.cancelled:
+            raise KeyboardInterrupt
+        self.token.cancel()
+        print("\nimpasto: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __enter__(self) -> SigintCancel:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def progress_callback(
+    quiet: bool,
+    total_hint: int,
+    on_preview: Callable[[Preview], None],
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[Callable[[Event], None], Callable[[], None]]:
+    """A tqdm bar (stderr) driven by events; Preview events go to ``on_preview``."""
+    from tqdm import tqdm
+
+    state: dict[str, Any] = {}
+
+    def callback(event: Event) -> None:
+        if isinstance(event, Started) and not quiet:
+            state["bar"] = tqdm(total=event.total or total_hint, unit="step", file=sys.stderr, leave=False)
+        elif isinstance(event, Progress):
+            bar = state.get("bar")
+            if bar is not None:
+                bar.n = min(event.step, bar.total or event.step)
+                bar.set_postfix({"loss": f"{event.losses.get('total', float('nan')):.4g}"}, refresh=False)
+                bar.refresh()
+            if on_progress is not None:
+                on_progress(event)
+        elif isinstance(event, Preview):
+            on_preview(event)
+        elif isinstance(event, Finished):
+            close()
+
+    def close() -> None:
+        bar = state.pop("bar", None)
+        if bar is not None:
+            bar.close()
+
+    return callback, close
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import api
+    from ..events import CancelToken
+    from ..gatys.optimize import save_steps
+
+    base: dict[str, Any] = {}
+    if args.init_image is not None:
+        base.update(init="image", init_image=args.init_image)
+    config = config_from_args(args, **base).validate()
+    output = check_output_path(args.output, overwrite=args.overwrite)
+    for step in save_steps(config):
+        check_output_path(preview_path(output, step), overwrite=args.overwrite)
+
+    def on_preview(event: Preview) -> None:
+        save_image(event.image, preview_path(output, event.step))
+
+    callback, close = progress_callback(args.quiet, config.num_iterations, on_preview)
+    token = CancelToken()
+    try:
+        with SigintCancel(token):
+            result = api.paint(args.content, args.style, config, callback=callback, cancel=token)
+    except Cancelled as exc:
+        close()
+        if exc.partial is not None:
+            save_image(exc.partial, output)
+            print(f"impasto: interrupted; saved the latest image to {output}", file=sys.stderr)
+        return 130
+    finally:
+        close()
+    save_image(result.image, output)
+    if not args.quiet:
+        print(f"{output}  ({result.model}, {result.steps} steps, loss {result.final_loss:.4g}, {result.elapsed:.1f} s)")
+    else:
+        print(output)
+    return 0
