@@ -15,6 +15,8 @@ from impasto.nets.magenta import (
     StylePredictor,
     StyleTransformer,
     conditional_instance_norm,
+    reflect_pad,
+    upsample2_reflect_pad1,
 )
 
 
@@ -51,6 +53,22 @@ def test_conditional_instance_norm_matches_formula() -> None:
     # channels_last in, same numbers out
     got_cl = conditional_instance_norm(x.contiguous(memory_format=torch.channels_last), gamma, beta, 1e-5)
     torch.testing.assert_close(got_cl, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_hand_written_pads_equal_the_stock_ops(channels_last: bool, dtype: torch.dtype) -> None:
+    x = torch.randn(2, 5, 6, 9, generator=torch.Generator().manual_seed(1)).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for p in (1, 4):
+        got = reflect_pad(x, p)
+        assert torch.equal(got, F.pad(x, (p, p, p, p), mode="reflect"))
+        assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    want = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1), mode="reflect")
+    got = upsample2_reflect_pad1(x)
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
 # --- predictor / feature network ----------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int,
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")  # (3 channels: the stock kernel is fine here)
     return x, h, w
 
 
@@ -89,6 +89,46 @@ def _check_image(x: torch.Tensor, min_side: int, who: str) -> None:
         raise ConfigError(f"{who} needs both image sides >= {min_side} pixels; got {h}x{w}")
 
 
+def _like(x: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """An empty tensor of ``shape`` with ``x``'s dtype, device and memory format (channels_last or not)."""
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``F.pad(x, (p, p, p, p), mode="reflect")`` for (N, C, H, W) with H, W > p, keeping the memory format.
+
+    Written out because the reflect kernel is slow on channels_last (and bf16) CPU tensors: this is one allocation,
+    one interior copy and four thin border copies.
+    """
+    n, c, h, w = x.shape
+    out = _like(x, (n, c, h + 2 * p, w + 2 * p))
+    out[:, :, p : p + h, p : p + w] = x
+    out[:, :, :p, p : p + w] = x[:, :, 1 : p + 1].flip(2)  # rows p..1 mirrored above (the edge row is not repeated)
+    out[:, :, p + h :, p : p + w] = x[:, :, h - p - 1 : h - 1].flip(2)
+    out[:, :, :, :p] = out[:, :, :, p + 1 : 2 * p + 1].flip(3)  # then columns, over the full padded height
+    out[:, :, :, p + w :] = out[:, :, :, w - 1 : w + p - 1].flip(3)
+    return out
+
+
+def upsample2_reflect_pad1(x: torch.Tensor) -> torch.Tensor:
+    """``reflect_pad(F.interpolate(x, scale_factor=2, mode="nearest"), 1)`` in one pass over the output.
+
+    ONNX ``Resize(nearest, asymmetric, floor)`` by 2 repeats every pixel twice in H and W; reflecting the result by
+    one pixel then copies row 2 into row 0 (both are input row 0), and likewise at the other edges.
+    """
+    n, c, h, w = x.shape
+    out = _like(x, (n, c, 2 * h + 2, 2 * w + 2))
+    interior = out[:, :, 1:-1, 1:-1].unflatten(2, (h, 2)).unflatten(4, (w, 2))  # view (N, C, H, 2, W, 2)
+    interior.copy_(x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2))
+    out[:, :, 0, 1:-1] = out[:, :, 2, 1:-1]
+    out[:, :, -1, 1:-1] = out[:, :, -3, 1:-1]
+    out[:, :, :, 0] = out[:, :, :, 2]
+    out[:, :, :, -1] = out[:, :, :, -3]
+    return out
+
+
 class _ReflectConv(nn.Conv2d):
     """A conv that reflect-pads ``kernel // 2`` itself; optionally 2x nearest-upsamples first (the decoder)."""
 
@@ -98,10 +138,12 @@ class _ReflectConv(nn.Conv2d):
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample:
-            # ONNX Resize(nearest, asymmetric, floor, scales 2) == every pixel repeated twice in H and W
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        x = F.pad(x, (self.reflect,) * 4, mode="reflect")
+        if self.upsample and self.reflect == 1:
+            x = upsample2_reflect_pad1(x)
+        else:
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = reflect_pad(x, self.reflect)
         return super().forward(x)
 
 
@@ -345,11 +387,12 @@ class StyleTransformer(nn.Module):
         style = style.reshape(style.shape[0], -1)  # accept (N, 100, 1, 1) / (N, 1, 1, 100) too -> (N, 100)
         if style.shape[1] != self.config.style_dim or style.shape[0] not in (1, n):
             raise ConfigError(f"style vector must be ({n} or 1, {self.config.style_dim}); got {tuple(style.shape)}")
-        style = style.expand(n, -1)
+        style = style.expand(n, -1).float()
         eps = self.config.eps
 
         def norm(x: torch.Tensor, layer: _StyleNorm) -> torch.Tensor:
-            gamma, beta = layer.gamma(style), layer.beta(style)  # (N, C) each
+            with torch.autocast(style.device.type, enabled=False):  # gamma/beta in fp32 even under bf16 autocast
+                gamma, beta = layer.gamma(style), layer.beta(style)  # (N, C) each
             return conditional_instance_norm(x, gamma, beta, eps)
 
         # in-place activations/sums below only ever touch fresh tensors this forward made (saves memory traffic)
@@ -432,11 +475,13 @@ class MultiStyleTransformer(nn.Module):
             weights = weights.unsqueeze(0)  # (1, S)
         if weights.dim() != 2 or weights.shape[1] != s or weights.shape[0] not in (1, n):
             raise ConfigError(f"style weights must be ({s},) or ({n}, {s}); got {tuple(weights.shape)}")
-        weights = weights.to(self.contract[0].norm.gamma.dtype).expand(n, -1)
+        weights = weights.float().expand(n, -1)
         eps = self.config.eps
 
         def layer(x: torch.Tensor, m: _MixLayer) -> torch.Tensor:
-            gamma, beta = weights @ m.norm.gamma, weights @ m.norm.beta  # (N, S) @ (S, C) -> (N, C)
+            with torch.autocast(weights.device.type, enabled=False):  # gamma/beta in fp32 even under autocast
+                gamma = weights @ m.norm.gamma.float()  # (N, S) @ (S, C) -> (N, C)
+                beta = weights @ m.norm.beta.float()
             return conditional_instance_norm(m.conv(x), gamma, beta, eps)
 
         x, h, w = _pad_to_multiple(x, self.multiple)
