@@ -188,7 +188,9 @@ class _Prepared:
         sources = tuple(sources)
         if torch.is_grad_enabled():
             return make(*sources).to(dtype)
-        key = (dtype, torch.is_inference_mode_enabled(), tuple((s.data_ptr(), s._version, s.device) for s in sources))
+        # inference tensors (a model loaded under inference_mode) have no version counter: key on storage only
+        versions = tuple((s.data_ptr(), -1 if s.is_inference() else s._version, s.device) for s in sources)
+        key = (dtype, torch.is_inference_mode_enabled(), versions)
         hit = self._store.get(name)
         if hit is not None and hit[0] == key:
             return hit[1]

@@ -193,7 +193,7 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
                 f"weight set {name!r} is not installed; run 'impasto models download {name}' on a connected machine, "
                 f"or 'impasto models import {name} DIR' with a folder holding {CONFIG_NAME} + {WEIGHTS_NAME}"
             ) from None
-    if p.suffix or os.sep in str(name_or_dir) or p.exists():
+    if os.sep in str(name_or_dir) or p.exists():
         raise WeightsError(f"{p} is not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
     raise UnknownModelError(f"unknown BigGAN model {str(name_or_dir)!r}; use one of {biggan_names()} or a folder")
 
