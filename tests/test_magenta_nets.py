@@ -122,6 +122,13 @@ def test_features_run_only_as_deep_as_needed(predictor: StylePredictor, monkeypa
     assert set(out) == {"block6_project", "conv0"}
 
 
+def test_features_carry_gradients_to_the_image(predictor: StylePredictor) -> None:
+    x = _image(1, 40, 40).requires_grad_(True)
+    feats = predictor.features(x, ["conv0", "block6_expand"])
+    (feats["conv0"].square().mean() + feats["block6_expand"].mean()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_unknown_layer_lists_the_valid_ones(predictor: StylePredictor) -> None:
     with pytest.raises(ConfigError) as info:
         predictor.features(_image(1, 32, 32), ["conv0", "relu4_2"])
