@@ -3,7 +3,8 @@
 Replace ``python neural_style.py`` with ``impasto neural-style`` and keep every flag: single-dash options, the same
 defaults, comma-separated ``-style_image`` lists (folders too), ``-gpu 0|c|0,1,c`` with ``-multidevice_strategy``,
 the same console report every ``-print_iter`` steps and the same files (``out_100.png`` every ``-save_iter``
-steps, ``out.png`` at the end; images truncated to 8 bits as upstream's ToPILImage does).
+steps, ``out.png`` at the end; images truncated to 8 bits as upstream's ToPILImage does, and ``-original_colors``
+done on those 8-bit images with PIL's YCbCr, as upstream does -- outputs are bit-identical on the same weights).
 
 Where it differs, on purpose:
 
@@ -16,6 +17,8 @@ Where it differs, on purpose:
 * Output files: like neural-style-pt, existing files are replaced (scripts rerun the same command line), but
   impasto first checks that the output folder exists and the extension is an image format, and names every
   existing file it is about to replace on stderr before the run starts. ``impasto paint`` refuses instead.
+* Images are read with impasto's loader: EXIF orientation applied, transparency composited on white (upstream
+  ignores the orientation tag and drops alpha). Identical for ordinary RGB files.
 * Ctrl-C stops after the current step and saves the latest image to ``-output_image``.
 * ``-backend``/``-cudnn_autotune`` are accepted; cuDNN is always used on CUDA, autotune sets cudnn.benchmark.
 """
@@ -28,9 +31,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ..errors import Cancelled, ConfigError
 from ..events import Progress, Started
-from ..imaging import IMAGE_EXTENSIONS, save_image
+from ..imaging import IMAGE_EXTENSIONS, save_image, tensor_to_pil
+from ..zoo.registry import CAFFE_BGR
 
 _UNSET = object()
 NS_DEFAULT_MODEL = "models/vgg19-d01eb7cb.pth"
@@ -134,6 +140,23 @@ def _check_outputs(final: Path, steps: dict[int, Path]) -> list[Path]:
     return existing
 
 
+def original_colors_pil(content: Image.Image, generated: Image.Image) -> Image.Image:
+    """neural-style-pt's colour transfer: Y of ``generated`` with Cb, Cr of ``content`` (PIL's 8-bit YCbCr)."""
+    channels = list(content.convert("YCbCr").split())
+    channels[0] = generated.convert("YCbCr").split()[0]
+    return Image.merge("YCbCr", channels).convert("RGB")
+
+
+def content_as_saved(path: str, image_size: int, contract: str) -> Image.Image:
+    """The content image as neural-style-pt hands it to the colour transfer: sized, preprocessed, deprocessed, 8-bit."""
+    from ..gatys.preprocess import deprocess, neural_style_size, preprocess, resize_like_neural_style, truncate_to_8bit
+    from ..imaging import load_image
+
+    img = load_image(path)
+    x = resize_like_neural_style(img, neural_style_size(img.size, image_size))
+    return tensor_to_pil(truncate_to_8bit(deprocess(preprocess(x, contract), contract)))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..api import paint
     from ..events import CancelToken
@@ -151,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         style_blend_weights=args.style_blend_weights,
         style_scale=args.style_scale,
-        original_colors=bool(args.original_colors),
+        original_colors=False,  # applied here, on 8-bit images with PIL, exactly as neural-style-pt does
         gpu=_gpu(args.gpu),
         content_weight=args.content_weight,
         style_weight=args.style_weight,
@@ -185,7 +208,20 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(str(p) for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
         print(f"impasto: will replace existing {names} (as neural-style-pt does)", file=sys.stderr)
 
+    keep_colors = bool(args.original_colors)
+    colour_source: dict[str, Any] = {}
+
+    def to_pil(image: Any) -> Any:
+        """(1, 3, H, W) in [0, 1] -> 8-bit PIL as neural-style-pt saves it (truncated; original colours)."""
+        pil = tensor_to_pil(truncate_to_8bit(image))
+        content = colour_source.get("content")
+        return original_colors_pil(content, pil) if keep_colors and content is not None else pil
+
     def on_started(event: Started) -> None:
+        if keep_colors:
+            colour_source["content"] = content_as_saved(
+                args.content_image, config.image_size, str(event.info.get("preprocessing", CAFFE_BGR))
+            )
         if not quiet:
             print(f"impasto neural-style: {event.info.get('model')} on {event.info.get('device')}", file=sys.stderr)
 
@@ -205,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     def on_preview(event: Any) -> None:
         path = steps.get(event.step)
         if path is not None:
-            save_image(truncate_to_8bit(event.image), path)
+            save_image(to_pil(event.image), path)
 
     bar_callback, close = progress_callback(quiet, config.num_iterations, on_preview, report)
 
@@ -222,12 +258,12 @@ def run(args: argparse.Namespace) -> int:
     except Cancelled as exc:
         close()
         if exc.partial is not None:
-            save_image(truncate_to_8bit(exc.partial), final)
+            save_image(to_pil(exc.partial), final)
             print(f"impasto: interrupted; saved the latest image to {final}", file=sys.stderr)
         return 130
     finally:
         close()
-    save_image(truncate_to_8bit(result.image), final)
+    save_image(to_pil(result.image), final)
     if quiet:
         print(final)
     return 0

@@ -258,6 +258,9 @@ def _optimise(
             raise Cancelled("cancelled", partial=_to_image(img.detach(), problem, config))
         step += 1
         optimizer.zero_grad()
+        # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
+        # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
+        tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
         # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
         # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
         feats = net.features(img, problem.order)
@@ -267,8 +270,8 @@ def _optimise(
         for n in style_names:
             gram = L.gram_matrix(feats[n])
             terms.append(L.style_loss(gram, problem.style_targets[n], problem.style_weights[n], ng).to(dev))
-        if config.tv_weight > 0:
-            terms.append(L.tv_loss(img, config.tv_weight))
+        if tv is not None:
+            terms.append(tv)
         del feats
         loss: Any = 0  # summed in neural-style-pt's order: content, style, TV
         for t in terms:
@@ -340,6 +343,7 @@ def paint(
                     "model": problem.model,
                     "size": tuple(problem.content01.shape[-2:]),
                     "device": str(problem.device),
+                    "preprocessing": problem.contract,
                     "layers": list(problem.order),
                 },
             ),
