@@ -208,8 +208,9 @@ def generate(
 
     ``truncation`` in (0, 1]; ``seed`` None draws a fresh one (recorded in the result). ``model``: a registered
     name (``biggan-deep.128/256/512``) or a folder with config.json + pytorch_model.bin. ``precision``: auto
-    (fp16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16. Returns ``GenerateResult`` whose ``images`` are
-    (len(classes) * samples, 3, H, W) float32 in [-1, 1], class-major. Inputs are checked before the model loads.
+    (fp16 on CUDA, bf16 on CPUs with fast bf16, else fp32), fp32, bf16 or fp16. Returns ``GenerateResult``
+    whose ``images`` are (len(classes) * samples, 3, H, W) float32 in [-1, 1], class-major. Inputs are checked
+    before the model loads.
     """
     from .gan.classes import resolve
     from .gan.sampling import GenerateConfig

@@ -15,7 +15,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="biggan-deep.256", help="biggan-deep.128, .256 or .512 (default: .256)")
     g.add_argument("--model-dir", help="a folder with config.json + pytorch_model.bin (pytorch-pretrained-BigGAN)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="auto: fp16 on CUDA, fp32 on the CPU")  # fmt: skip
+                   help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX-512 BF16, else fp32")  # fmt: skip
     p.add_argument("--bn-stats", default="reference", choices=("reference", "linear"),
                    help="how batch-norm statistics are interpolated between truncation grid points "
                    "(reference: as pytorch-pretrained-BigGAN, the default)")  # fmt: skip
