@@ -170,3 +170,21 @@ def test_config_validation() -> None:
         BigGANConfig.from_dict(dict(bt.TINY, output_dim=32))
     with pytest.raises(WeightsError, match="bad value"):
         BigGANConfig.from_dict(dict(bt.TINY, z_dim="many"))
+
+
+def test_models_import_accepts_a_reference_folder(fresh_home, tiny, tmp_path) -> None:
+    from impasto.zoo import store
+
+    with pytest.raises(WeightsError, match="16px model, not the 128px"):
+        store.import_files("biggan-deep.128", tiny[0])  # a valid folder, but not a 128 px model
+    # a folder with the published 128 px layout; stride-0 tensors keep the file tiny (the check reads shapes)
+    cfg = PUBLISHED_CONFIGS[128]
+    folder = tmp_path / "f128"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    torch.save(
+        {k: torch.zeros(1).expand(*s) for k, s in bf.reference_key_shapes(cfg).items()}, folder / "pytorch_model.bin"
+    )
+    store.import_files("biggan-deep.128", folder)
+    assert store.is_installed("biggan-deep.128")
+    assert bf.resolve("biggan-deep-128") == store.weights_dir("biggan-deep.128")

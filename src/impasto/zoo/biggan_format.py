@@ -150,6 +150,24 @@ def check_biggan_dir(path: str | os.PathLike[str]) -> BigGANConfig:
     return config
 
 
+def check_weight_set(ws: registry.WeightSet, paths: list[Path]) -> None:
+    """The zoo's format check (download, import, verify): ``paths`` = [config.json, pytorch_model.bin].
+
+    Besides the folder checks of ``check_biggan_dir``, a ``biggan-deep.N`` entry must hold an N-pixel model.
+    """
+    by_name = {Path(p).name: Path(p) for p in paths}
+    if CONFIG_NAME not in by_name or WEIGHTS_NAME not in by_name:
+        raise WeightsError(f"{ws.name!r} needs {CONFIG_NAME} and {WEIGHTS_NAME}; got {', '.join(sorted(by_name))}")
+    config = read_config(by_name[CONFIG_NAME])
+    sd = read_state_dict(by_name[WEIGHTS_NAME])
+    check_keys(reference_key_shapes(config), {k: tuple(v.shape) for k, v in sd.items()}, str(by_name[WEIGHTS_NAME]))
+    suffix = ws.name.rpartition(".")[2]
+    if suffix.isdigit() and int(suffix) != config.output_dim:
+        raise WeightsError(
+            f"{by_name[CONFIG_NAME]} describes a {config.output_dim}px model, not the {suffix}px one {ws.name!r} names"
+        )
+
+
 def load_biggan_dir(
     path: str | os.PathLike[str], precision: Precision | None = None, model_cls: type[M] = BigGANDeep
 ) -> M:

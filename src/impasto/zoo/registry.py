@@ -210,7 +210,7 @@ for _res in (128, 256, 512):
             paper="Brock, Donahue, Simonyan, Large Scale GAN Training for High Fidelity Natural Image Synthesis, "
             "ICLR 2019",
             preprocessing=BIGGAN,
-            upstream_format="pytorch-pretrained-biggan",
+            upstream_format="biggan-pytorch",  # checked by impasto.zoo.biggan_format.check_weight_set
             notes="a folder with config.json + pytorch_model.bin in this layout can be imported as it is",
         )
     )
