@@ -10,8 +10,9 @@ Resize = PIL bilinear, ToTensor, Lambda, Normalize, ToPILImage), then::
 A full-size random VGG-19 in neural-style-pt's file format (``features.N`` + ``classifier.*``, named
 ``vgg19-d01eb7cb.pth`` because neural-style-pt picks the architecture from the file name) is written once into
 ``--work``. Both programs run as subprocesses with the same flags and seed on the CPU (``-gpu c``), printing losses
-every step; the script compares the losses step by step, the final images, and the seconds per iteration (time
-between the first and last printed iteration, divided by the steps between them).
+every step; the script compares the losses step by step, the final images, and the seconds per iteration: wall
+and process CPU time between the first and last printed iteration, divided by the steps between them (each
+stdout line is time-stamped inside the child process; CPU time is the steadier figure on a shared machine).
 """
 
 from __future__ import annotations
@@ -71,20 +72,56 @@ def test_image(path: Path, size: tuple[int, int], seed: int) -> None:
 ITER = re.compile(r"^Iteration (\d+) / (\d+)")
 LOSS = re.compile(r"^\s+(Content|Style) (\d+) loss: (\S+)|^\s+Total loss: (\S+)")
 
+# Runs a script or module with every stdout line prefixed by wall-clock and process CPU seconds, so seconds per
+# iteration can be read off both programs the same way (CPU time is steadier than wall time on a shared machine).
+STAMPER = """
+import os, runpy, sys, time
+class Stamp:
+    def __init__(self, f):
+        self.f, self.buf = f, ""
+    def write(self, text):
+        self.buf += text
+        while "\\n" in self.buf:
+            line, self.buf = self.buf.split("\\n", 1)
+            self.f.write(f"{time.perf_counter():.6f} {time.process_time():.6f} {line}\\n")
+            self.f.flush()
+        return len(text)
+    def flush(self):
+        self.f.flush()
+    def isatty(self):
+        return False
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+sys.stdout = Stamp(sys.stdout)
+target = sys.argv[1]
+sys.argv = sys.argv[1:]
+if target.endswith(".py"):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
-    """Run ``cmd``; returns {"losses": {t: [c..., s..., total]}, "times": {t: seconds}, "wall": s, "rc": rc}."""
+
+def run(target: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Run ``target`` under the stamper: {"losses": {t: [content..., style..., total]}, "wall"/"cpu": {t: s}}."""
     t0 = time.perf_counter()
+    cmd = [sys.executable, "-u", "-c", STAMPER, *target]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     losses: dict[int, list[float]] = {}
-    times: dict[int, float] = {}
+    wall: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     current = None
     assert proc.stdout is not None
-    for line in proc.stdout:
+    for raw in proc.stdout:
+        parts = raw.rstrip("\n").split(" ", 2)
+        if len(parts) < 3:
+            continue
+        line = parts[2]
         m = ITER.match(line)
         if m:
             current = int(m.group(1))
-            times[current] = time.perf_counter() - t0
+            wall[current], cpu[current] = float(parts[0]), float(parts[1])
             losses[current] = []
             continue
         m = LOSS.match(line)
@@ -94,7 +131,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
     rc = proc.wait()
     if rc != 0:
         sys.stderr.write(err[-3000:])
-    return {"losses": losses, "times": times, "wall": time.perf_counter() - t0, "rc": rc}
+    return {"losses": losses, "wall": wall, "cpu": cpu, "seconds": time.perf_counter() - t0, "rc": rc}
 
 
 def per_iteration(times: dict[int, float]) -> float | None:
@@ -138,27 +175,10 @@ def main() -> int:
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    python = sys.executable
     repo = Path(__file__).resolve().parents[1]
-    runs = {
-        "neural-style-pt": run(
-            [
-                python,
-                "-u",
-                str(Path(args.nspt) / "neural_style.py"),
-                *flags,
-                "-output_image",
-                str(outs["neural-style-pt"]),
-            ],
-            Path(args.nspt),
-            env,
-        ),
-        "impasto": run(
-            [python, "-u", "-m", "impasto", "neural-style", *flags, "-output_image", str(outs["impasto"])],
-            repo,
-            env,
-        ),
-    }
+    nspt_cmd = [str(Path(args.nspt) / "neural_style.py"), *flags, "-output_image", str(outs["neural-style-pt"])]
+    impasto_cmd = ["impasto", "neural-style", *flags, "-output_image", str(outs["impasto"])]
+    runs = {"neural-style-pt": run(nspt_cmd, Path(args.nspt), env), "impasto": run(impasto_cmd, repo, env)}
     a, b = runs["neural-style-pt"], runs["impasto"]
     report: dict = {"settings": vars(args), "rc": {k: v["rc"] for k, v in runs.items()}}
     if a["rc"] == 0 and b["rc"] == 0:
@@ -184,8 +204,9 @@ def main() -> int:
                 "image_max_abs_diff_levels": int(diff.max()),
                 "image_mean_abs_diff_levels": float(diff.mean()),
                 "image_pixels_differing": float((diff > 0).mean()),
-                "seconds_per_iteration": {k: per_iteration(v["times"]) for k, v in runs.items()},
-                "wall_seconds": {k: v["wall"] for k, v in runs.items()},
+                "seconds_per_iteration_wall": {k: per_iteration(v["wall"]) for k, v in runs.items()},
+                "cpu_seconds_per_iteration": {k: per_iteration(v["cpu"]) for k, v in runs.items()},
+                "run_seconds": {k: v["seconds"] for k, v in runs.items()},
             }
         )
     print(json.dumps(report, indent=2))

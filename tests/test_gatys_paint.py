@@ -194,3 +194,20 @@ def test_api_paint_paths_folders_overrides(setup) -> None:  # noqa: ANN001
 def test_save_steps() -> None:
     assert save_steps(PaintConfig(num_iterations=1000, save_iter=100))[-1] == 900
     assert save_steps(PaintConfig(num_iterations=10, save_iter=0)) == []
+
+
+def test_network_defaults_resolve_to_neural_style_pt_values(setup) -> None:  # noqa: ANN001
+    _, cfg, content, style, _ = setup
+    p = prepare(content, [style], cfg)
+    assert (p.config.content_weight, p.config.style_weight, p.config.tv_weight) == (5.0, 100.0, 1e-3)
+    assert p.config.lbfgs_line_search == "none"
+    assert PaintConfig(style_weight=7).resolve({"style_weight": 1e4, "tv_weight": 0.1}).style_weight == 7
+    assert PaintConfig().resolve({"tv_weight": 0.1}).tv_weight == 0.1
+    r = paint(content, [style], cfg.replace(num_iterations=12, lbfgs_line_search="strong_wolfe"))
+    assert min(h["total"] for h in r.losses) < r.losses[0]["total"]
+
+
+def test_offline_default_paints_with_mobilenet(setup, fresh_home) -> None:  # noqa: ANN001
+    _, _, content, style, _ = setup
+    r = paint(content, [style], PaintConfig(image_size=32, num_iterations=2, gpu="c", seed=0))
+    assert "not VGG" in r.model and r.image.shape[-2:] == (25, 32)

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["BACKENDS", "PaintConfig", "parse_list"]
+__all__ = ["BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "PaintConfig", "parse_list"]
 
 BACKENDS = ("nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl")
+LINE_SEARCHES = ("none", "strong_wolfe")
+
+# neural-style-pt's values for the fields whose default is "the network's": a feature network may recommend others
+# (FeatureSource.recommended; the MobileNetV2 takes its values from impasto.nets.magenta.PAINT_DEFAULTS).
+NEURAL_STYLE_DEFAULTS: dict[str, Any] = {
+    "content_weight": 5.0,
+    "style_weight": 100.0,
+    "tv_weight": 1e-3,
+    "lbfgs_line_search": "none",
+}
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - "help" reads best here
@@ -46,10 +56,15 @@ def parse_list(value: str | Sequence[Any] | None, cast: type = str) -> tuple[Any
 class PaintConfig:
     """Options for painting by optimisation; names, meanings and defaults are neural-style-pt's.
 
-    Departures: ``gpu`` defaults to ``"auto"`` (GPU 0 when there is one, else the CPU; neural-style-pt's ``0``
-    fails on a machine without CUDA); ``content_layers``/``style_layers`` default to None meaning "this network's
-    defaults" (for VGG exactly neural-style-pt's ``relu4_2`` and ``relu1_1,...,relu5_1``); ``model`` picks a
-    registry weight set (``model_file`` still takes any file).
+    Departures, none of which changes a VGG/NIN run:
+
+    * ``content_weight``, ``style_weight``, ``tv_weight``, ``lbfgs_line_search``, ``content_layers`` and
+      ``style_layers`` default to None, "what the feature network recommends" (:meth:`resolve`): for VGG and NIN
+      exactly neural-style-pt's 5, 100, 1e-3, no line search, ``relu4_2`` and ``relu1_1,...,relu5_1`` (NIN:
+      impasto's layer defaults, since upstream's VGG names do not exist there); the offline MobileNetV2 needs
+      other values.
+    * ``gpu`` defaults to ``"auto"``: GPU 0 when there is one, else the CPU (upstream's ``0`` fails without CUDA).
+    * ``model`` picks a registry weight set; ``model_file`` still takes any file.
     """
 
     # --- basic -------------------------------------------------------------------------------------------------
@@ -59,9 +74,11 @@ class PaintConfig:
     original_colors: bool = _f(False, "keep the content image's colours (luminance transfer)")
     gpu: str = _f("auto", "device: auto, c/cpu, a GPU number, or a list like 0,1,c to split layers over devices")
     # --- optimisation ------------------------------------------------------------------------------------------
-    content_weight: float = _f(5.0, "content loss weight")
-    style_weight: float = _f(100.0, "style loss weight")
-    tv_weight: float = _f(1e-3, "total-variation loss weight (0 turns it off)")
+    content_weight: float | None = _f(None, "content loss weight (default: the network's; 5 for VGG/NIN)")
+    style_weight: float | None = _f(None, "style loss weight (default: the network's; 100 for VGG/NIN)")
+    tv_weight: float | None = _f(
+        None, "total-variation weight, 0 turns it off (default: the network's; 1e-3 for VGG/NIN)"
+    )
     normalize_weights: bool = _f(False, "divide each layer's weight by the largest dimension of its target")
     normalize_gradients: bool = _f(False, "neural-style-pt's gradient scaling (scales each layer's gradient by w^2)")
     num_iterations: int = _f(1000, "number of optimisation steps")
@@ -70,6 +87,9 @@ class PaintConfig:
     optimizer: str = _f("lbfgs", "lbfgs or adam")
     learning_rate: float = _f(1.0, "Adam's learning rate")
     lbfgs_num_correction: int = _f(100, "L-BFGS history size")
+    lbfgs_line_search: str | None = _f(
+        None, "L-BFGS line search: none or strong_wolfe (default: the network's; none for VGG/NIN, as neural-style-pt)"
+    )
     # --- output ------------------------------------------------------------------------------------------------
     print_iter: int = _f(50, "report per-layer losses every N steps (0: never)")
     save_iter: int = _f(100, "save an intermediate image every N steps (0: never)")
@@ -131,7 +151,11 @@ class PaintConfig:
         )
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
-            need(math.isfinite(value) and value >= 0, f"{name} must be a number >= 0, not {value}")
+            need(value is None or (math.isfinite(value) and value >= 0), f"{name} must be a number >= 0, not {value}")
+        need(
+            self.lbfgs_line_search is None or self.lbfgs_line_search in LINE_SEARCHES,
+            f"lbfgs_line_search must be one of {', '.join(LINE_SEARCHES)}, not {self.lbfgs_line_search!r}",
+        )
         need(
             math.isfinite(self.style_scale) and self.style_scale > 0, f"style_scale must be > 0, not {self.style_scale}"
         )
@@ -169,6 +193,14 @@ class PaintConfig:
             bad_scale = [s for s in self.scales if s < 16]
             need(not bad_scale, f"every scale must be at least 16 pixels, got {bad_scale[0] if bad_scale else ''}")
         return self
+
+    def resolve(self, recommended: Mapping[str, Any] | None = None) -> PaintConfig:
+        """A copy with every "the network's" field (None) filled from ``recommended``, else neural-style-pt's."""
+        changes = {}
+        for name, fallback in NEURAL_STYLE_DEFAULTS.items():
+            if getattr(self, name) is None:
+                changes[name] = (recommended or {}).get(name, fallback)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def blend_weights(self, num_styles: int) -> list[float]:
         """Per-style weights normalised to sum to 1 (equal when none are given), as neural-style-pt does."""

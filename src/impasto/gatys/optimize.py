@@ -73,6 +73,7 @@ class PaintResult:
 class Problem:
     """Everything one optimisation needs, built by :func:`prepare` (no mutable run state)."""
 
+    config: PaintConfig  # resolved: no "the network's" (None) values left
     net: Any  # feature network: layer_names, features(x, names)
     contract: str
     model: str
@@ -130,6 +131,7 @@ def prepare(
     device = devices[0]
     if source is None:
         source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    config = config.resolve(source.recommended)
     content_layers = _ordered_unique(config.content_layers or source.default_content_layers)
     style_layers = _ordered_unique(config.style_layers or source.default_style_layers)
     source.check_layers(content_layers, "content layer")
@@ -194,6 +196,7 @@ def prepare(
         init = content_in.clone()
 
     return Problem(
+        config=config,
         net=net,
         contract=contract,
         model=source.display,
@@ -216,13 +219,8 @@ def _to_image(raw: torch.Tensor, problem: Problem, config: PaintConfig) -> torch
     return img
 
 
-def _optimise(
-    problem: Problem,
-    config: PaintConfig,
-    callback: Callback | None,
-    cancel: CancelToken | None,
-    clock: Stopwatch,
-) -> PaintResult:
+def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken | None, clock: Stopwatch) -> PaintResult:
+    config = problem.config
     total_steps = config.num_iterations
     net, dev = problem.net, problem.device
     content_names = [n for n in problem.order if n in problem.content_targets]
@@ -242,6 +240,7 @@ def _optimise(
             tolerance_change=-1,
             tolerance_grad=-1,
             history_size=config.lbfgs_num_correction,
+            line_search_fn=None if config.lbfgs_line_search == "none" else config.lbfgs_line_search,
         )
         loop_val = 1  # neural-style-pt: one optimizer.step() runs all iterations
     else:
@@ -293,6 +292,8 @@ def _optimise(
     while step <= loop_val:
         optimizer.step(closure)
 
+    if config.optimizer == "lbfgs" and config.lbfgs_line_search != "none":
+        final_raw = img.detach().clone()  # with a line search the accepted point need not be the last evaluated
     raw = (final_raw if final_raw is not None else img.detach()).cpu()
     return PaintResult(
         image=_to_image(raw, problem, config),
@@ -349,6 +350,6 @@ def paint(
             ),
         )
         with torch.enable_grad():
-            result = _optimise(problem, config, callback, cancel, clock)
+            result = _optimise(problem, callback, cancel, clock)
     emit(callback, Finished(result, result.elapsed))
     return result

@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -273,6 +274,8 @@ class FeatureSource:
     default_content_layers: tuple[str, ...]
     default_style_layers: tuple[str, ...]
     weights: LoadedWeights | None = None  # None for the MobileNetV2 (built by its own loader)
+    # PaintConfig values this network paints best with, for the fields left at "the network's" (None)
+    recommended: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -319,6 +322,7 @@ def open_feature_source(
             tuple(magenta.PREDICTOR_LAYERS),
             tuple(magenta.DEFAULT_CONTENT_LAYERS),
             tuple(magenta.DEFAULT_STYLE_LAYERS),
+            recommended=dict(getattr(magenta, "PAINT_DEFAULTS", {})),
         )
     if model_file is None:
         from .store import files_for
