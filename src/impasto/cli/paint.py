@@ -26,20 +26,20 @@ from ..imaging import check_output_path, save_image
 _SKIP = {"init_image"}
 
 
-def _field_type(hint: Any) -> tuple[Callable[[str], Any] | None, bool]:
-    """argparse ``type`` for a PaintConfig type hint, and whether it is a bool flag."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    origin = typing.get_origin(hint)
+def _field_type(hint: Any) -> tuple[Callable[[str], Any] | None, bool, str]:
+    """argparse ``type`` for a PaintConfig type hint, whether it is a bool flag, and a metavar."""
     if hint is bool:
-        return None, True
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return None, True, ""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
         hint = args[0]
-        origin = typing.get_origin(hint)
-    if origin is tuple:
-        return str, False  # comma-separated; PaintConfig parses and checks the items
-    if hint in (int, float, str):
-        return hint, False
-    return str, False
+    if typing.get_origin(hint) is tuple:
+        return str, False, "LIST"  # comma-separated; PaintConfig parses and checks the items
+    if hint is int:
+        return int, False, "N"
+    if hint is float:
+        return float, False, "X"
+    return str, False, "VALUE"
 
 
 def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) -> None:
@@ -54,23 +54,17 @@ def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) ->
         group_name = "impasto extras" if f.name in _EXTRAS else "neural-style-pt options"
         group = groups.setdefault(group_name, p.add_argument_group(group_name))
         flag = "--" + f.name.replace("_", "-")
-        kind, is_flag = _field_type(hints[f.name])
+        kind, is_flag, metavar = _field_type(hints[f.name])
         help_text = f.metadata.get("help", "")
         if is_flag:
             group.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
             continue
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        extra = [] if f.name != "gpu" else ["--device"]
-        group.add_argument(
-            flag,
-            *extra,
-            dest=f.name,
-            type=kind,
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{help_text} (default: {shown})",
-        )
+        if default is not None:
+            help_text = f"{help_text} (default: {shown})"
+        extra = ["--device"] if f.name == "gpu" else []
+        group.add_argument(flag, *extra, dest=f.name, type=kind, default=None, metavar=metavar, help=help_text)
 
 
 _EXTRAS = {"scales", "scale_iterations", "fast", "checkpoint_every", "checkpoint_path", "resume"}
