@@ -16,9 +16,9 @@ image show the image that evaluation saw (so the final image is the one whose lo
 optimiser's last update is never evaluated, exactly as upstream).
 
 Events: Started, Progress every step (per-layer losses ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``;
-``info["print"]`` is True on ``print_iter`` steps), Preview every ``save_iter`` steps except the last, Finished.
-A CancelToken is checked before every evaluation: Cancelled(partial) carries the latest image (1, 3, H, W) in
-[0, 1]. No printing, no files.
+``info["print"]`` is True on ``print_iter`` steps), Preview (a (3, H, W) image in [0, 1]) every ``save_iter``
+steps except the last, Finished. A CancelToken is checked before every evaluation: Cancelled(partial) carries the
+latest image (1, 3, H, W) in [0, 1]. No printing, no files.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken |
         printing = config.print_iter > 0 and step % config.print_iter == 0
         emit(callback, Progress(step, total_steps, record, clock(), info={"print": printing}))
         if step in preview_at:
-            emit(callback, Preview(step, _to_image(img.detach(), problem, config)))
+            emit(callback, Preview(step, _to_image(img.detach(), problem, config)[0]))  # (3, H, W) in [0, 1]
         # HOOK(checkpoint): save (img, optimizer.state_dict(), step, history) here every checkpoint_every steps.
         return loss
 
