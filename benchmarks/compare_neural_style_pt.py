@@ -7,12 +7,12 @@ Resize = PIL bilinear, ToTensor, Lambda, Normalize, ToPILImage), then::
     python benchmarks/compare_neural_style_pt.py --nspt /tmp/nspt --size 64 --iters 20
     python benchmarks/compare_neural_style_pt.py --nspt /tmp/nspt --size 512 --iters 6 --json cmp512.json
 
-A full-size random VGG-19 in neural-style-pt's file format (``features.N`` + ``classifier.*``, named
-``vgg19-d01eb7cb.pth`` because neural-style-pt picks the architecture from the file name) is written once into
-``--work``. Both programs run as subprocesses with the same flags and seed on the CPU (``-gpu c``), printing losses
-every step; the script compares the losses step by step, the final images, and the seconds per iteration: wall
-and process CPU time between the first and last printed iteration, divided by the steps between them (each
-stdout line is time-stamped inside the child process; CPU time is the steadier figure on a shared machine).
+A full-size random VGG-19 (or ``--arch vgg16|nin``) in neural-style-pt's file format (``features.N`` +
+``classifier.*``, named like the real file because neural-style-pt picks the architecture from the file name) is
+written once into ``--work``. Both programs run as subprocesses with the same flags and seed on the CPU
+(``-gpu c``), printing losses every step; the script compares the losses step by step, the final images, and the
+seconds per iteration: wall and process CPU time between the first and last printed iteration, divided by the
+steps between them (each stdout line is time-stamped inside the child; CPU time is steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -32,21 +32,34 @@ import torch
 from PIL import Image
 
 VGG19 = (64, 64, "P", 128, 128, "P", 256, 256, 256, 256, "P", 512, 512, 512, 512, "P", 512, 512, 512, 512, "P")
+VGG16 = (64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P")
+# NIN: (position in neural-style-pt's features Sequential, out channels, kernel)
+NIN = ((0, 96, 11), (2, 96, 1), (4, 96, 1), (7, 256, 5), (9, 256, 1), (11, 256, 1), (14, 384, 3), (16, 384, 1),
+       (18, 384, 1), (22, 1024, 3), (24, 1024, 1), (26, 1000, 1))  # fmt: skip
+FILE_NAMES = {"vgg19": "vgg19-d01eb7cb.pth", "vgg16": "vgg16-00b39a1b.pth", "nin": "nin_imagenet.pth"}
 
 
-def random_vgg19(path: Path, seed: int = 0, classifier: bool = True) -> None:
-    """A full-size VGG-19 with He-initialised random weights, in neural-style-pt's key layout."""
+def random_weights(path: Path, arch: str, seed: int = 0, classifier: bool = True) -> None:
+    """A full-size network with He-initialised random weights, in neural-style-pt's key layout for ``arch``."""
     gen = torch.Generator().manual_seed(seed)
     sd: OrderedDict[str, torch.Tensor] = OrderedDict()
-    pos, cin = 0, 3
-    for c in VGG19:
-        if c == "P":
-            pos += 1
-            continue
-        sd[f"features.{pos}.weight"] = torch.randn(c, cin, 3, 3, generator=gen) * (2.0 / (cin * 9)) ** 0.5
-        sd[f"features.{pos}.bias"] = torch.randn(c, generator=gen) * 0.01
-        pos, cin = pos + 2, c
-    if classifier:
+    convs: list[tuple[int, int, int]] = []
+    if arch == "nin":
+        convs = list(NIN)
+    else:
+        pos = 0
+        for c in VGG19 if arch == "vgg19" else VGG16:
+            if c == "P":
+                pos += 1
+            else:
+                convs.append((pos, int(c), 3))
+                pos += 2
+    cin = 3
+    for pos, cout, k in convs:
+        sd[f"features.{pos}.weight"] = torch.randn(cout, cin, k, k, generator=gen) * (2.0 / (cin * k * k)) ** 0.5
+        sd[f"features.{pos}.bias"] = torch.randn(cout, generator=gen) * 0.01
+        cin = cout
+    if classifier and arch != "nin":
         for i, (o, n) in enumerate(((4096, 25088), (4096, 4096), (1000, 4096))):
             sd[f"classifier.{3 * i}.weight"] = torch.randn(o, n, generator=gen) * 0.01
             sd[f"classifier.{3 * i}.bias"] = torch.zeros(o)
@@ -147,6 +160,7 @@ def main() -> int:
         "--nspt", required=True, help="folder with neural_style.py, CaffeLoader.py and torchvision stand-in"
     )
     ap.add_argument("--work", default="/tmp/impasto-compare", help="scratch folder for weights, images and outputs")
+    ap.add_argument("--arch", choices=sorted(FILE_NAMES), default="vgg19", help="random network to compare on")
     ap.add_argument("--size", type=int, default=64, help="-image_size")
     ap.add_argument("--iters", type=int, default=20, help="-num_iterations")
     ap.add_argument("--seed", type=int, default=42)
@@ -157,9 +171,9 @@ def main() -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    weights = work / "vgg19-d01eb7cb.pth"
+    weights = work / FILE_NAMES[args.arch]  # neural-style-pt picks the architecture from the file name
     if not weights.exists():
-        random_vgg19(weights)
+        random_weights(weights, args.arch)
     content, style = work / "content.png", work / "style.png"
     if not content.exists():
         test_image(content, (600, 450), 1)

@@ -211,3 +211,10 @@ def test_offline_default_paints_with_mobilenet(setup, fresh_home) -> None:  # no
     _, _, content, style, _ = setup
     r = paint(content, [style], PaintConfig(image_size=32, num_iterations=2, gpu="c", seed=0))
     assert "not VGG" in r.model and r.image.shape[-2:] == (25, 32)
+
+
+def test_nin_file_paints_with_its_default_layers(setup) -> None:  # noqa: ANN001
+    d, cfg, content, style, _ = setup
+    nin = tw.write(tw.nin_state(), d / "nin_imagenet.pth")
+    r = paint(content, [style], cfg.replace(model_file=str(nin), image_size=64, num_iterations=3, pooling="avg"))
+    assert r.model.startswith("NIN") and "style:relu12" in r.losses[0] and "content:relu7" in r.losses[0]
