@@ -218,3 +218,5 @@ def test_nin_file_paints_with_its_default_layers(setup) -> None:  # noqa: ANN001
     nin = tw.write(tw.nin_state(), d / "nin_imagenet.pth")
     r = paint(content, [style], cfg.replace(model_file=str(nin), image_size=64, num_iterations=3, pooling="avg"))
     assert r.model.startswith("NIN") and "style:relu12" in r.losses[0] and "content:relu7" in r.losses[0]
+    with pytest.raises(ConfigError, match="too small"):
+        paint(content, [style], cfg.replace(model_file=str(nin), image_size=32, num_iterations=1))

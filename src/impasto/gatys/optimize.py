@@ -114,6 +114,20 @@ def _backend_flags(config: PaintConfig, devices: Sequence[torch.device]) -> Iter
         cudnn.benchmark, cudnn.deterministic = saved
 
 
+@contextlib.contextmanager
+def _too_small_is_config_error(display: str, config: PaintConfig) -> Iterator[None]:
+    """An image too small for the network's pooling (NIN below ~64 px, say) is a usage mistake, not a crash."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
+            raise
+        raise ConfigError(
+            f"image_size {config.image_size} (style_scale {config.style_scale}) is too small for {display} at the "
+            "layers asked for; use a larger image_size/style_scale or shallower layers"
+        ) from None
+
+
 def _ordered_unique(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
@@ -162,7 +176,7 @@ def prepare(
     style_size = int(config.image_size * config.style_scale)
     blend = config.blend_weights(len(styles))
 
-    with torch.no_grad():
+    with torch.no_grad(), _too_small_is_config_error(source.display, config):
         feats = net.features(content_in, content_layers)
         content_targets = {n: feats[n].detach() for n in content_layers}
         grams: dict[str, list[torch.Tensor]] = {n: [] for n in style_layers}
