@@ -251,10 +251,9 @@ def run(args: argparse.Namespace) -> int:
         bar_callback(event)
 
     token = CancelToken()
-    init_image = args.init_image if args.init_image is not None else None
     try:
         with SigintCancel(token):
-            result = paint(args.content_image, styles, config, init_image=init_image, callback=callback, cancel=token)
+            result = paint(args.content_image, styles, config, callback=callback, cancel=token)
     except Cancelled as exc:
         close()
         if exc.partial is not None:
