@@ -154,7 +154,7 @@ def transformer() -> StyleTransformer:
     return _seeded(StyleTransformer(), seed=3)
 
 
-@pytest.mark.parametrize("size", [(37, 50), (64, 64), (9, 130)])
+@pytest.mark.parametrize("size", [(37, 50), (64, 64), (9, 130), (8, 8)])
 def test_transformer_keeps_any_size(transformer: StyleTransformer, size: tuple[int, int]) -> None:
     with torch.no_grad():
         out = transformer(_image(1, *size), torch.randn(1, 100))
