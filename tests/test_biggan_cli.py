@@ -92,3 +92,25 @@ def test_missing_checkpoint_names_the_fix(fresh_home, tmp_path, capsys) -> None:
     assert (
         main(["generate", "--class", "hen", "--model-dir", str(tmp_path / "nope"), "-o", str(tmp_path / "g.png")]) == 2
     )
+
+
+def test_ctrl_c_keeps_the_samples_made_so_far(model_dir, tmp_path, monkeypatch) -> None:
+    import signal
+
+    import impasto.cli.generate as gen
+    from impasto.events import Progress
+
+    def fake_bar(quiet, unit="img", desc=None):  # noqa: ANN001, ANN202, ARG001
+        def callback(event) -> None:  # noqa: ANN001
+            if isinstance(event, Progress) and event.step == 1:
+                signal.raise_signal(signal.SIGINT)  # the first Ctrl-C: finish this batch, then stop
+
+        return callback, lambda: None
+
+    monkeypatch.setattr(gen, "progress_bar", fake_bar)
+    out = tmp_path / "partial.png"
+    args = ["generate", "--class", "hen", "--samples", "3", "--batch-size", "1", "--seed", "0",
+            "--model-dir", model_dir, "-o", str(out)]  # fmt: skip
+    assert main(args) == 130
+    with Image.open(out) as im:
+        assert im.size == (16 + 2 * 2, 16 + 2 * 2)  # one sample made before the stop

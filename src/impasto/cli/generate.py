@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .. import api
-from ..errors import ConfigError
+from ..errors import Cancelled, ConfigError
+from ..events import CancelToken
 from .common import add_device, add_overwrite, progress_bar
 
 
@@ -22,6 +27,27 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
     add_device(p)
     add_overwrite(p)
+
+
+@contextlib.contextmanager
+def cancel_on_sigint() -> Iterator[CancelToken]:
+    """A CancelToken set by the first Ctrl-C (the run stops after the current batch and keeps what it has); a
+    second Ctrl-C interrupts at once."""
+    token = CancelToken()
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+
+    def handler(signum, frame):  # noqa: ANN001, ANN202, ARG001
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def model_source(args: argparse.Namespace) -> str:
@@ -60,11 +86,17 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"folder {each.parent} does not exist")
     callback, close = progress_bar(args.quiet, unit="batch", desc="generate")
     try:
-        result = api.generate(
-            indices, samples=args.samples, truncation=args.truncation, seed=args.seed, model=model_source(args),
-            device=args.device, precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size,
-            callback=callback,
-        )  # fmt: skip
+        with cancel_on_sigint() as token:
+            result = api.generate(
+                indices, samples=args.samples, truncation=args.truncation, seed=args.seed, model=model_source(args),
+                device=args.device, precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size,
+                callback=callback, cancel=token,
+            )  # fmt: skip
+    except Cancelled as exc:  # Ctrl-C: keep the samples made so far in the grid, then exit 130
+        partial = exc.partial
+        if grid is not None and partial is not None and partial.images.shape[0]:
+            print(save_grid(partial.images, grid, ncol=partial.samples))
+        raise
     finally:
         close()
     written = []

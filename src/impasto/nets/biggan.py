@@ -314,15 +314,16 @@ class SelfAttention(nn.Module):
         kv = F.max_pool2d(qkv[:, c8:], 2)  # (N, C/8 + C/2, H/2, W/2)
         q = theta.flatten(2).transpose(1, 2)[:, None]  # (N, 1, HW, C/8): one head (4-D takes the fused kernel)
         k = kv[:, :c8].flatten(2).transpose(1, 2)[:, None]  # (N, 1, HW/4, C/8)
-        v = kv[:, c8:].flatten(2).transpose(1, 2)[:, None]  # (N, 1, HW/4, C/2)
+        v = kv[:, c8:].flatten(2).transpose(1, 2).contiguous()[:, None]  # (N, 1, HW/4, C/2), rows contiguous
         # Zero-pad q and k to v's width: dot products are unchanged, and equal widths let PyTorch use its fused
         # (flash) kernel instead of materialising the (HW, HW/4) attention matrix (2-3x faster on the CPU).
         q, k = F.pad(q, (0, c2 - c8)), F.pad(k, (0, c2 - c8))  # (N, 1, L, C/2)
         o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (N, 1, HW, C/2); softmax(q k^T) v, unscaled
-        o = o[:, 0].transpose(1, 2).reshape(n, c2, h, w)  # (N, C/2, H, W)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            o = o.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(o, o_w).add_(x)
+        o = o[:, 0].transpose(1, 2).reshape(n, c2, h, w)  # (N, C/2, H, W), laid out as channels_last
+        fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        # keep x's layout: left to itself the 1x1 conv may answer in NCHW, and every later block would then run
+        # (several times slower in bf16) in the wrong layout
+        return F.conv2d(o.contiguous(memory_format=fmt), o_w).contiguous(memory_format=fmt).add_(x)
 
 
 class GenBlock(nn.Module):
