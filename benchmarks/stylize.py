@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
+    opts = StylizeOptions()
     for side in sizes:
         img = _photo(side)
-        opts = StylizeOptions()
         results["impasto"][f"arbitrary_{side}"] = _time(lambda img=img: st.with_vector(img, vec, opts), args.repeats)  # type: ignore[index]
         results["impasto"][f"preset_{side}"] = _time(lambda img=img: st.with_preset(img, preset, opts), args.repeats)  # type: ignore[index]
     if not args.no_baseline:

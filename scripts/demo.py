@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     for tag, style in styles.items():
         img = api.stylize(photo, styles=[style], size=args.size)
         written.append(impasto.imaging.save_image(img, out / f"astronaut_{tag}.png"))
-    img = api.stylize(photo, styles=list(styles.values()), style_weights=[0.5, 0.5], size=args.size, preserve_color=True)
+    img = api.stylize(
+        photo, styles=list(styles.values()), style_weights=[0.5, 0.5], size=args.size, preserve_color=True
+    )
     written.append(impasto.imaging.save_image(img, out / "astronaut_swirl+mosaic_preserve-color.png"))
     written.append(impasto.imaging.save_image(api.preset_sheet(photo, tile=160), out / "presets_sheet.png"))
     for p in written:

@@ -25,11 +25,14 @@ from impasto.imaging import (
 
 def _png_header_only(path, width, height):  # noqa: ANN001, ANN202
     """A PNG whose IHDR declares width x height but carries (almost) no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+    )
 
 
 def test_load_rgba_composites_on_white(tmp_path):  # noqa: ANN001
@@ -60,7 +63,10 @@ def test_load_applies_exif_orientation(tmp_path):  # noqa: ANN001
         (lambda p: p.write_text("hello, not an image"), "not an image"),
         (lambda p: p.write_bytes(_jpeg_bytes()[:300]), "cannot read"),
         (lambda p: Image.new("RGB", (1, 1)).save(p, format="PNG"), "at least"),
-        (lambda p: Image.new("RGB", (0, 0)).save(p, format="PNG") if False else _png_header_only(p, 0, 5), "read|at least|not an image"),
+        (
+            lambda p: Image.new("RGB", (0, 0)).save(p, format="PNG") if False else _png_header_only(p, 0, 5),
+            "read|at least|not an image",
+        ),
         (lambda p: _png_header_only(p, 100_000, 100_000), "decompression bomb|limit"),
     ],
 )

@@ -138,7 +138,9 @@ def test_import_checks_then_copies_without_touching_source(test_set, tmp_path): 
 def test_import_refuses_wrong_format_even_with_right_size(test_set, tmp_path, monkeypatch):  # noqa: ANN001
     ws, _, good = test_set
     # a record without a checksum: only the format check stands between a bad file and the cache
-    monkeypatch.setitem(registry.REGISTRY, ws.name, registry.WeightSet(**{**ws.__dict__, "sha256": (None,), "size": (None,)}))
+    monkeypatch.setitem(
+        registry.REGISTRY, ws.name, registry.WeightSet(**{**ws.__dict__, "sha256": (None,), "size": (None,)})
+    )
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"X" * len(good))
     with pytest.raises(WeightsError, match="not a test-weights file"):

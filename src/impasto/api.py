@@ -89,6 +89,7 @@ def stylize(
     emit(callback, Finished(result=results, elapsed=watch()))
     return results[0] if single else results
 
+
 def preset_sheet(content: ImageInput, *, tile: int = 256, device: str = "auto") -> Image.Image:
     """A contact sheet: the photo and the 26 built-in styles on it, each labelled with its preset number."""
     from .fast.magenta import MagentaStylizer, contact_sheet

@@ -50,7 +50,9 @@ def plan_outputs(
         return [check_output_path(out, overwrite=overwrite)]
     folder = Path(out_dir) if out_dir else Path(".")
     if not folder.is_dir():
-        raise ConfigError(f"output folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder")
+        raise ConfigError(
+            f"output folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
+        )
     paths = [folder / f"{p.stem}_{tag}{ext}" for p in inputs]
     seen: dict[Path, Path] = {}
     for src, dest in zip(inputs, paths, strict=True):
@@ -66,7 +68,9 @@ def suffix_ok(path: str, allowed: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
         raise ConfigError(f"unsupported output extension in {path!r}; use one of {', '.join(allowed)}")
 
 
-def progress_bar(quiet: bool, unit: str = "img", desc: str | None = None) -> tuple[Callable[[Event], None], Callable[[], None]]:
+def progress_bar(
+    quiet: bool, unit: str = "img", desc: str | None = None
+) -> tuple[Callable[[Event], None], Callable[[], None]]:
     """A tqdm bar driven by Started/Progress events (to stderr); returns (callback, close)."""
     from tqdm import tqdm
 

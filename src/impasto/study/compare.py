@@ -82,8 +82,12 @@ def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float, lbfgs_h
         # one L-BFGS iteration per step() so every iteration is recorded; the history persists across steps,
         # so this is the same as neural-style-pt's single step(max_iter=N) call
         "lbfgs": lambda: torch.optim.LBFGS(
-            params, lr=lr, max_iter=1, history_size=lbfgs_history,
-            tolerance_grad=-1, tolerance_change=-1,
+            params,
+            lr=lr,
+            max_iter=1,
+            history_size=lbfgs_history,
+            tolerance_grad=-1,
+            tolerance_change=-1,
         ),
     }
     return factories[name]()
@@ -127,8 +131,16 @@ def run_one(
             closure()
             opt.step()
         run.records.append(Record(name, it, last_total, dict(last_terms), watch(), evals))
-        emit(callback, Progress(step=it, total=config.iterations, losses={"total": last_total, **last_terms},
-                                elapsed=watch(), info={"optimizer": name}))
+        emit(
+            callback,
+            Progress(
+                step=it,
+                total=config.iterations,
+                losses={"total": last_total, **last_terms},
+                elapsed=watch(),
+                info={"optimizer": name},
+            ),
+        )
         reason = divergence(last_total, best) or ("" if torch.isfinite(x).all() else "image became non-finite")
         if reason:
             run.diverged, run.reason = True, reason

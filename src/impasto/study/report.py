@@ -136,7 +136,9 @@ def results_grid(result: StudyResult, columns: int = 3, tile: int = 256) -> Imag
         x0, y0 = pad + c * (size[0] + pad), pad + r * (size[1] + label_h + pad)
         draw.text((x0 + 2, y0 + 2), _label(run), fill=(0, 0, 0))
         loss = run.final_loss
-        draw.text((x0 + 2, y0 + 17), f"final loss {loss:.4g}" if math.isfinite(loss) else "no finite loss", fill=(60, 60, 60))
+        draw.text(
+            (x0 + 2, y0 + 17), f"final loss {loss:.4g}" if math.isfinite(loss) else "no finite loss", fill=(60, 60, 60)
+        )
         sheet.paste(resize(im, size), (x0, y0 + label_h))
     return sheet
 
@@ -154,9 +156,13 @@ def index_html(experiments: list[tuple[str, str, dict[str, Any]]]) -> str:
     for folder, title, summ in experiments:
         f = html.escape(folder)
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(f"<p>network: {html.escape(str(summ.get('network')))}; winner: {html.escape(str(summ.get('winner')))}</p>")
-        parts.append("<table><tr><th>optimiser</th><th>lr</th><th>final loss</th><th>seconds</th><th>diverged</th></tr>")
-        for name, o in summ.get("optimizers", {}).items():
+        parts.append(
+            f"<p>network: {html.escape(str(summ.get('network')))}; winner: {html.escape(str(summ.get('winner')))}</p>"
+        )
+        parts.append(
+            "<table><tr><th>optimiser</th><th>lr</th><th>final loss</th><th>seconds</th><th>diverged</th></tr>"
+        )
+        for o in summ.get("optimizers", {}).values():
             parts.append(
                 f"<tr><td>{html.escape(o['label'])}</td><td>{o['lr']:g}</td><td>{o['final_loss']}</td>"
                 f"<td>{o['seconds']}</td><td>{'yes' if o['diverged'] else ''}</td></tr>"

