@@ -12,7 +12,7 @@ device. impasto also accepts layer names (split after that layer), which are eas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -104,7 +104,7 @@ class SplitFeatureNet(nn.Module):
 
     def __init__(self, net: nn.Module, devices: Sequence[torch.device], bounds: Sequence[int]) -> None:
         super().__init__()
-        if not hasattr(net, "run_range"):
+        if not hasattr(net, "apply_layer"):
             raise ConfigError("this feature network cannot be split over several devices; use one device")
         if len(bounds) != len(devices) + 1:
             raise ValueError("need one boundary more than devices")
@@ -125,16 +125,20 @@ class SplitFeatureNet(nn.Module):
                 return self.devices[d]
         return self.devices[-1]
 
-    def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    def iter_features(self, x: torch.Tensor, names: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, activation)`` in network order, moving ``x`` to the next device at each boundary."""
         wanted = set(names)
         self.net.check_names(wanted)
-        out: dict[str, torch.Tensor] = {}
         if not wanted:
-            return out
-        stop = max(self.net.depth_of(n) for n in wanted) + 1
-        for d, device in enumerate(self.devices):
-            start, end = self.bounds[d], min(self.bounds[d + 1], stop)
-            if start >= end:
-                continue
-            x = self.net.run_range(x.to(device), start, end, wanted, out)
-        return out
+            return
+        device_at = {self.bounds[d]: dev for d, dev in enumerate(self.devices)}
+        for i in range(max(self.net.depth_of(n) for n in wanted) + 1):
+            if i in device_at:
+                x = x.to(device_at[i])
+            x = self.net.apply_layer(i, x, wanted)
+            name = self.net.layers[i].name
+            if name in wanted:
+                yield name, x
+
+    def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        return dict(self.iter_features(x, names))

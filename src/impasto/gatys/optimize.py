@@ -276,16 +276,21 @@ def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken |
         tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
         # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
         # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
-        feats = net.features(img, problem.order)
-        terms: list[torch.Tensor] = []
-        for n in content_names:
-            terms.append(L.content_loss(feats[n], problem.content_targets[n], problem.content_weights[n], ng).to(dev))
-        for n in style_names:
-            gram = L.gram_matrix(feats[n])
-            terms.append(L.style_loss(gram, problem.style_targets[n], problem.style_weights[n], ng).to(dev))
+        content_terms: dict[str, torch.Tensor] = {}
+        style_terms: dict[str, torch.Tensor] = {}
+        # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
+        # graph -- and the order gradients are summed in -- is that of neural-style-pt's net with loss modules.
+        taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
+        for n, f in taps(img, problem.order):
+            if n in problem.content_targets:
+                term = L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng)
+                content_terms[n] = term.to(dev)
+            if n in problem.style_targets:
+                term = L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng)
+                style_terms[n] = term.to(dev)
+        terms = [content_terms[n] for n in content_names] + [style_terms[n] for n in style_names]
         if tv is not None:
             terms.append(tv)
-        del feats
         loss: Any = 0  # summed in neural-style-pt's order: content, style, TV
         for t in terms:
             loss = loss + t

@@ -14,7 +14,7 @@ RGB normalised); the preprocessing belongs to the caller. No I/O here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -136,37 +136,49 @@ class TappedNet(nn.Module):
         self.check_names([name])
         return self._depth[name]
 
+    def apply_layer(self, i: int, x: torch.Tensor, wanted: set[str]) -> torch.Tensor:
+        """Built layer ``i`` applied to ``x``; ``wanted`` (the tapped names) decides whether a ReLU may run in place."""
+        layer = self.layers[i]
+        if layer.kind == "conv":
+            return self.convs[layer.name](x)
+        if layer.kind == "relu":
+            # In place unless the conv output just before is tapped (it would be overwritten).
+            return F.relu(x, inplace=i > 0 and self.layers[i - 1].name not in wanted)
+        if layer.mode == "max":
+            return F.max_pool2d(x, layer.kernel, layer.stride, 0, ceil_mode=layer.ceil_mode)
+        return F.avg_pool2d(x, layer.kernel, layer.stride, 0, ceil_mode=layer.ceil_mode)
+
     def run_range(
         self, x: torch.Tensor, start: int, stop: int, wanted: set[str], out: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         """Run built layers ``start .. stop-1`` on ``x``, storing the activations named in ``wanted`` in ``out``."""
         for i in range(start, stop):
-            layer = self.layers[i]
-            if layer.kind == "conv":
-                x = self.convs[layer.name](x)
-            elif layer.kind == "relu":
-                # In place unless the conv output just before is tapped (it would be overwritten).
-                inplace = i > 0 and self.layers[i - 1].name not in wanted
-                x = F.relu(x, inplace=inplace)
-            elif layer.mode == "max":
-                x = F.max_pool2d(x, layer.kernel, layer.stride, 0, ceil_mode=layer.ceil_mode)
-            else:
-                x = F.avg_pool2d(x, layer.kernel, layer.stride, 0, ceil_mode=layer.ceil_mode)
-            if layer.name in wanted:
-                out[layer.name] = x
+            x = self.apply_layer(i, x, wanted)
+            if self.layers[i].name in wanted:
+                out[self.layers[i].name] = x
         return x
+
+    def iter_features(self, x: torch.Tensor, names: Iterable[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, activation)`` for ``names`` in network order, each yielded as soon as it is computed.
+
+        A caller that builds its loss on each activation before asking for the next one creates the autograd
+        graph in the same order as a network with loss modules between its layers (neural-style-pt's).
+        """
+        wanted = set(names)
+        self.check_names(wanted)
+        if not wanted:
+            return
+        for i in range(max(self._depth[n] for n in wanted) + 1):
+            x = self.apply_layer(i, x, wanted)
+            if self.layers[i].name in wanted:
+                yield self.layers[i].name, x
 
     def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
         """Activations ``{name: (N, C, h, w)}`` of ``x`` (N, 3, H, W) for ``names``; runs only as deep as needed.
 
         Raises ConfigError listing the valid names when one is unknown.
         """
-        wanted = set(names)
-        self.check_names(wanted)
-        out: dict[str, torch.Tensor] = {}
-        if wanted:
-            self.run_range(x, 0, max(self._depth[n] for n in wanted) + 1, wanted, out)
-        return out
+        return dict(self.iter_features(x, names))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The activation of the deepest built layer."""
