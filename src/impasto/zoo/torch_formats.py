@@ -230,9 +230,10 @@ def build_net(
     weights: LoadedWeights, *, pooling: str = "max", upto: str | None = None, device: str | torch.device = "cpu"
 ) -> VGG | NIN:
     """The frozen network of ``weights`` built only up to layer ``upto`` (all layers when None)."""
-    net = _make_net(weights.kind, weights.widths, pooling, upto)
+    with torch.device("meta"):  # no throw-away random initialisation of 20M weights
+        net = _make_net(weights.kind, weights.widths, pooling, upto)
     wanted = net.state_dict().keys()
-    net.load_state_dict({k: weights.state[k] for k in wanted}, strict=True)
+    net.load_state_dict({k: weights.state[k].clone() for k in wanted}, strict=True, assign=True)
     return net.to(device).requires_grad_(False).eval()
 
 
