@@ -90,12 +90,20 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="STYLE",
-        help="style image or folder of images (repeat for several; weights with --style-blend-weights)",
+        help="style image, folder of images or comma-separated list (repeat for several; see --style-blend-weights)",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png, .jpg, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT and its step images if they exist")
     p.add_argument("--init-image", dest="init_image", default=None, help="image to start from (implies --init image)")
     add_config_options(p)
+
+
+def style_inputs(values: list[str]) -> list[str]:
+    """``--style`` values: files or folders; a comma-separated list is split unless it names an existing path."""
+    out: list[str] = []
+    for value in values:
+        out.extend([value] if Path(value).exists() or "," not in value else [v for v in value.split(",") if v])
+    return out
 
 
 def preview_path(output: Path, step: int) -> Path:
@@ -183,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     token = CancelToken()
     try:
         with SigintCancel(token):
-            result = api.paint(args.content, args.style, config, callback=callback, cancel=token)
+            result = api.paint(args.content, style_inputs(args.style), config, callback=callback, cancel=token)
     except Cancelled as exc:
         close()
         if exc.partial is not None:
