@@ -33,6 +33,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
 from ..events import Progress, Started
 from ..imaging import IMAGE_EXTENSIONS, save_image, tensor_to_pil
@@ -250,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
             on_started(event)
         bar_callback(event)
 
+    keep_freed_memory()  # big activations are reused across steps instead of page-faulted in each time
     token = CancelToken()
     try:
         with SigintCancel(token):

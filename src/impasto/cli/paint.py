@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..devices import keep_freed_memory
 from ..errors import Cancelled
 from ..events import Event, Finished, Preview, Progress, Started
 from ..imaging import check_output_path, save_image
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     def on_preview(event: Preview) -> None:
         save_image(event.image, preview_path(output, event.step))
 
+    keep_freed_memory()  # big activations are reused across steps instead of page-faulted in each time
     callback, close = progress_callback(args.quiet, config.num_iterations, on_preview)
     token = CancelToken()
     try:
