@@ -184,17 +184,27 @@ class _Prepared:
     def __init__(self) -> None:
         self._store: dict[Any, tuple[Any, torch.Tensor]] = {}
 
-    def get(self, name: str, sources: Iterable[torch.Tensor], dtype: torch.dtype, make) -> torch.Tensor:  # noqa: ANN001
+    def get(  # noqa: ANN001 - make(*sources) -> Tensor
+        self, name: str, sources: Iterable[torch.Tensor], dtype: torch.dtype, make, channels_last: bool = False
+    ) -> torch.Tensor:
+        """``make(*sources)`` cast to ``dtype`` (4-D results laid out channels_last when asked: convolutions on
+        channels_last inputs would otherwise re-lay the kernel out on every call)."""
         sources = tuple(sources)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+        def build() -> torch.Tensor:
+            t = make(*sources).to(dtype)
+            return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
+
         if torch.is_grad_enabled():
-            return make(*sources).to(dtype)
+            return build()
         # inference tensors (a model loaded under inference_mode) have no version counter: key on storage only
         versions = tuple((s.data_ptr(), -1 if s.is_inference() else s._version, s.device) for s in sources)
-        key = (dtype, torch.is_inference_mode_enabled(), versions)
+        key = (dtype, channels_last, torch.is_inference_mode_enabled(), versions)
         hit = self._store.get(name)
         if hit is not None and hit[0] == key:
             return hit[1]
-        value = make(*sources).to(dtype)
+        value = build()
         self._store[name] = (key, value)
         return value
 
@@ -236,6 +246,20 @@ def upsample_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor 
         a, b = divmod(k, 2)
         six[:, :, :, a, :, b] = y[:, k * o : (k + 1) * o, a : a + h, b : b + w]
     return out
+
+
+def conv1x1(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1 convolution; on a channels_last x it is one GEMM over the (N*H*W, C) pixel matrix, which avoids the
+    slow generic path PyTorch takes for 1x1 kernels at batch size 1."""
+    if not _is_nhwc(x):
+        return F.conv2d(x, w, b)
+    out = F.linear(x.permute(0, 2, 3, 1), w.reshape(w.shape[0], w.shape[1]), b)  # (N, H, W, O)
+    return out.permute(0, 3, 1, 2)  # (N, O, H, W), channels_last
+
+
+def _is_nhwc(x: torch.Tensor) -> bool:
+    """True for a channels_last (and not also NCHW-contiguous) activation."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -307,9 +331,12 @@ class SelfAttention(nn.Module):
             (self.snconv1x1_theta.weight, self.snconv1x1_phi.weight, self.snconv1x1_g.weight),
             x.dtype,
             lambda a, b, g: torch.cat([a, b, g]),
+            _is_nhwc(x),
         )
-        o_w = self._prepared.get("o", (self.snconv1x1_o_conv.weight, self.gamma), x.dtype, lambda o, gamma: o * gamma)
-        qkv = F.conv2d(x, qkv_w)  # (N, C/8 + C/8 + C/2, H, W): theta, phi, g in one 1x1 conv
+        o_w = self._prepared.get(
+            "o", (self.snconv1x1_o_conv.weight, self.gamma), x.dtype, lambda o, gamma: o * gamma, _is_nhwc(x)
+        )
+        qkv = conv1x1(x, qkv_w)  # (N, C/8 + C/8 + C/2, H, W): theta, phi, g in one 1x1 conv
         theta = qkv[:, :c8]
         kv = F.max_pool2d(qkv[:, c8:], 2)  # (N, C/8 + C/2, H/2, W/2)
         q = theta.flatten(2).transpose(1, 2)[:, None]  # (N, 1, HW, C/8): one head (4-D takes the fused kernel)
@@ -323,7 +350,7 @@ class SelfAttention(nn.Module):
         fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
         # keep x's layout: left to itself the 1x1 conv may answer in NCHW, and every later block would then run
         # (several times slower in bf16) in the wrong layout
-        return F.conv2d(o.contiguous(memory_format=fmt), o_w).contiguous(memory_format=fmt).add_(x)
+        return conv1x1(o.contiguous(memory_format=fmt), o_w).contiguous(memory_format=fmt).add_(x)
 
 
 class GenBlock(nn.Module):
@@ -347,26 +374,26 @@ class GenBlock(nn.Module):
         self.conv_3 = nn.Conv2d(mid, out_size, 1)
         self._prepared = _Prepared()
 
-    def _w(self, conv: nn.Conv2d, name: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self._prepared.get(name + ".w", (conv.weight,), dtype, _identity)
+    def _w(self, conv: nn.Conv2d, name: str, dtype: torch.dtype, nhwc: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self._prepared.get(name + ".w", (conv.weight,), dtype, _identity, nhwc)
         b = self._prepared.get(name + ".b", (conv.bias,), dtype, _identity)
         return w, b
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, weights: tuple[tuple[int, float], ...]) -> torch.Tensor:
-        dt = x.dtype
+        dt, nhwc = x.dtype, _is_nhwc(x)
         h = self.bn_0(x, cond, weights)
-        h = F.conv2d(h, *self._w(self.conv_0, "conv_0", dt))  # (N, in/4, H, W)
+        h = conv1x1(h, *self._w(self.conv_0, "conv_0", dt, nhwc))  # (N, in/4, H, W)
         h = self.bn_1(h, cond, weights)
         if self.up_sample:
-            k = self._prepared.get("conv_1.phases", (self.conv_1.weight,), dt, _phase_kernels)
+            k = self._prepared.get("conv_1.phases", (self.conv_1.weight,), dt, _phase_kernels, nhwc)
             b = self._prepared.get("conv_1.b4", (self.conv_1.bias,), dt, lambda t: t.repeat(4))
             h = upsample_conv3x3(h, k, b)  # (N, in/4, 2H, 2W)
         else:
-            h = F.conv2d(h, *self._w(self.conv_1, "conv_1", dt), padding=1)
+            h = F.conv2d(h, *self._w(self.conv_1, "conv_1", dt, nhwc), padding=1)
         h = self.bn_2(h, cond, weights)
-        h = F.conv2d(h, *self._w(self.conv_2, "conv_2", dt), padding=1)
+        h = F.conv2d(h, *self._w(self.conv_2, "conv_2", dt, nhwc), padding=1)
         h = self.bn_3(h, cond, weights)
-        h = F.conv2d(h, *self._w(self.conv_3, "conv_3", dt))  # (N, out, H', W')
+        h = conv1x1(h, *self._w(self.conv_3, "conv_3", dt, nhwc))  # (N, out, H', W')
         skip = x[:, : self.out_size]  # the reference keeps the first in/2 channels when a block narrows
         if not self.up_sample:
             return h.add_(skip)
@@ -412,7 +439,7 @@ class Generator(nn.Module):
         for layer in self.layers:
             h = layer(h, cond, weights) if isinstance(layer, GenBlock) else layer(h)
         h = self.bn(h, weights)
-        w = self._prepared.get("rgb.w", (self.conv_to_rgb.weight,), dtype, lambda t: t[:3])
+        w = self._prepared.get("rgb.w", (self.conv_to_rgb.weight,), dtype, lambda t: t[:3], channels_last)
         b = self._prepared.get("rgb.b", (self.conv_to_rgb.bias,), dtype, lambda t: t[:3])
         h = F.conv2d(h, w, b, padding=1)  # (N, 3, H, W): the other channel_width - 3 outputs are never used
         return torch.tanh(h.float()).contiguous()
