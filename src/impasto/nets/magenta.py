@@ -74,7 +74,9 @@ def conditional_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.
     norm, and whose CPU/GPU kernels compute the statistics in fp32 and apply the affine in one fused pass (about
     3x faster than var_mean + addcmul on a 1024x1024 CPU image, and fine with bf16 ``x``).
     """
-    n = x.shape[0]
+    n, c = x.shape[:2]
+    if c <= 4 and not x.is_contiguous():
+        x = x.contiguous()  # channels_last norm kernels vectorise over channels: 3-5x slower than NCHW for C <= 4
     gamma, beta = gamma.float(), beta.float()
     out = [
         F.batch_norm(x[i : i + 1], None, None, gamma[i], beta[i], training=True, momentum=0.0, eps=eps)
