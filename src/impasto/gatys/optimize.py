@@ -43,7 +43,7 @@ from .preprocess import deprocess, neural_style_size, preprocess, resize_like_ne
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PaintResult", "Problem", "paint", "prepare", "save_steps"]
+__all__ = ["PaintResult", "Problem", "evaluate", "loss_labels", "paint", "prepare", "save_steps"]
 
 
 @dataclass
@@ -233,17 +233,56 @@ def _to_image(raw: torch.Tensor, problem: Problem, config: PaintConfig) -> torch
     return img
 
 
+def loss_labels(problem: Problem) -> list[str]:
+    """Term names :func:`evaluate` reports, in order: ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``."""
+    labels = [f"content:{n}" for n in problem.order if n in problem.content_targets]
+    labels += [f"style:{n}" for n in problem.order if n in problem.style_targets]
+    if problem.config.tv_weight > 0:
+        labels.append("tv")
+    return labels + ["total"]
+
+
+def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The painting loss of ``img`` (network space, (1, 3, H, W)): the total as a 0-d tensor, and every term.
+
+    total = sum over content layers of content_loss + sum over style layers of style_loss + tv_loss, each as
+    :mod:`impasto.gatys.losses` defines it. The caller runs ``backward()``. The study (``impasto.study``) uses
+    this same function, so every optimiser there sees exactly the loss ``impasto paint`` minimises.
+    """
+    config, dev = problem.config, problem.device
+    ng = config.normalize_gradients
+    # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
+    # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
+    tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
+    # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
+    # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
+    content_terms: dict[str, torch.Tensor] = {}
+    style_terms: dict[str, torch.Tensor] = {}
+    # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
+    # graph -- and the order gradients are summed in -- is that of neural-style-pt's net with loss modules.
+    net = problem.net
+    taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
+    for n, f in taps(img, problem.order):
+        if n in problem.content_targets:
+            term = L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng)
+            content_terms[n] = term.to(dev)
+        if n in problem.style_targets:
+            term = L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng)
+            style_terms[n] = term.to(dev)
+    terms = [content_terms[n] for n in problem.order if n in content_terms]
+    terms += [style_terms[n] for n in problem.order if n in style_terms]
+    if tv is not None:
+        terms.append(tv)
+    loss: Any = 0  # summed in neural-style-pt's order: content, style, TV
+    for t in terms:
+        loss = loss + t
+    values = torch.stack([t.detach() for t in terms] + [loss.detach()]).tolist()  # one device sync
+    return loss, dict(zip(loss_labels(problem), values, strict=True))
+
+
 def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken | None, clock: Stopwatch) -> PaintResult:
     config = problem.config
     total_steps = config.num_iterations
-    net, dev = problem.net, problem.device
-    content_names = [n for n in problem.order if n in problem.content_targets]
-    style_names = [n for n in problem.order if n in problem.style_targets]
-    labels = [f"content:{n}" for n in content_names] + [f"style:{n}" for n in style_names]
-    if config.tv_weight > 0:
-        labels.append("tv")
-    labels.append("total")
-    ng = config.normalize_gradients
     preview_at = set(save_steps(config))
 
     img = problem.init.detach().clone().requires_grad_(True)
@@ -271,33 +310,8 @@ def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken |
             raise Cancelled("cancelled", partial=_to_image(img.detach(), problem, config))
         step += 1
         optimizer.zero_grad()
-        # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
-        # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
-        tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
-        # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
-        # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
-        content_terms: dict[str, torch.Tensor] = {}
-        style_terms: dict[str, torch.Tensor] = {}
-        # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
-        # graph -- and the order gradients are summed in -- is that of neural-style-pt's net with loss modules.
-        taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
-        for n, f in taps(img, problem.order):
-            if n in problem.content_targets:
-                term = L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng)
-                content_terms[n] = term.to(dev)
-            if n in problem.style_targets:
-                term = L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng)
-                style_terms[n] = term.to(dev)
-        terms = [content_terms[n] for n in content_names] + [style_terms[n] for n in style_names]
-        if tv is not None:
-            terms.append(tv)
-        loss: Any = 0  # summed in neural-style-pt's order: content, style, TV
-        for t in terms:
-            loss = loss + t
+        loss, record = evaluate(problem, img)
         loss.backward()
-
-        values = torch.stack([t.detach() for t in terms] + [loss.detach()]).tolist()  # one device sync
-        record = dict(zip(labels, values, strict=True))
         history.append(record)
         if step == total_steps:
             final_raw = img.detach().clone()
