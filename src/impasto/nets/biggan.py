@@ -9,12 +9,16 @@ by ``sigma = u . (W v)`` on every call; here ``weight`` already holds ``weight_o
 
 Where this departs from the reference computation (all exact up to float rounding unless marked):
 - BN + ReLU are one affine ``x * a + b`` with per-sample ``a``, ``b`` (N, C) computed once per call in float32.
-- A 2x nearest upsample followed by a 3x3 conv is computed as four 2x2 convs on the small input, one per output
-  phase (16/36 of the multiply-adds), interleaved afterwards; the upsampled skip is added by broadcasting.
+- A 2x nearest upsample followed by a 3x3 conv is computed on the small input: one 2x2 conv with 4x the output
+  channels gives the four output phases (16/36 of the multiply-adds), interleaved afterwards; the upsampled tensor
+  is never built.
 - ``conv_to_rgb`` computes only the 3 channels that are kept (the reference computes ``channel_width`` and drops
   the rest).
-- Self-attention uses ``scaled_dot_product_attention`` with scale 1 (the reference's unscaled softmax) and folds
-  ``gamma`` into the output 1x1 conv.
+- Self-attention: theta/phi/g are one 1x1 conv; ``scaled_dot_product_attention`` with scale 1 (the reference's
+  unscaled softmax), q and k zero-padded to v's width so the fused kernel applies; ``gamma`` folded into the
+  output 1x1 conv.
+- Derived kernels (cast, folded, phase-split, in the activations' memory layout) are cached per module and rebuilt
+  when a parameter changes; 1x1 convs on channels_last activations are one GEMM.
 - Batch-norm statistics for a truncation: see ``stat_weights`` - the reference's rule is matched by default,
   including its quirks, and a plain linear interpolation is available with ``bn_stats="linear"``.
 - Low precision (bf16/fp16) is used only for convolutions and attention; conditioning and the BN coefficients stay
