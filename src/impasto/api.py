@@ -6,7 +6,7 @@ Each area appends its functions below in its own section; implementations live i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Union
 
 from PIL import Image
@@ -18,6 +18,7 @@ from .imaging import load_image
 if TYPE_CHECKING:
     from .gatys.config import PaintConfig
     from .gatys.optimize import PaintResult
+    from .study.records import StudyResult
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 
@@ -152,6 +153,65 @@ def paint(
 
 
 # --- optimiser study (impasto.study) -----------------------------------------------------------------------
+
+
+def compare_optimizers(
+    content: ImageInput,
+    style: ImageInput,
+    *,
+    optimizers: Sequence[str] | None = None,
+    lr: float | Mapping[str, float] = 10.0,
+    iterations: int = 100,
+    size: int = 300,
+    model: str | None = None,
+    model_file: str | None = None,
+    seed: int = 0,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    **paint_options: object,
+) -> StudyResult:
+    """Run several optimisers on one painting loss from one starting image; returns every record.
+
+    ``optimizers``: names from gd, adadelta, rmsprop, adam, adagrad, lbfgs (all by default); an entry may pin
+    its rate as ``adam@1``. ``lr``: one rate for all, or a mapping per optimiser, in 0–255 pixel units as in
+    the original study (converted internally to the network's range); L-BFGS takes 1 unless named. The loss is
+    ``impasto paint``'s (same network choice, layers and weights; ``paint_options`` override PaintConfig
+    fields). Events: a Started and Progress stream per optimiser (``info["optimizer"]``), then Finished.
+    """
+    import torch
+
+    from .gatys.config import PaintConfig
+    from .gatys.optimize import prepare
+    from .study.compare import StudyConfig, compare
+    from .study.objective import GatysObjective
+    from .study.records import OPTIMIZERS
+
+    if isinstance(lr, Mapping):
+        study = StudyConfig(optimizers=tuple(optimizers or OPTIMIZERS), lr=dict(lr), iterations=iterations)
+    else:
+        study = StudyConfig(optimizers=tuple(optimizers or OPTIMIZERS), default_lr=float(lr), iterations=iterations)
+    study.validate()
+    cfg = PaintConfig(image_size=size, seed=seed, model=model, model_file=model_file, num_iterations=iterations)
+    cfg = cfg.replace(**paint_options) if paint_options else cfg
+    cfg.validate(num_styles=1)
+    problem = prepare(_as_image(content), [_as_image(style)], cfg)
+    objective = GatysObjective(problem)
+    h, w = problem.content01.shape[-2:]
+    with torch.enable_grad():
+        result = compare(objective, study, size=(w, h), seed=seed, callback=callback, cancel=cancel)
+    result.info.update(
+        {
+            "preprocessing": problem.contract,
+            "layers": list(problem.order),
+            "content_weight": problem.config.content_weight,
+            "style_weight": problem.config.style_weight,
+            "tv_weight": problem.config.tv_weight,
+            "lr_units": "0-255 pixel levels",
+            "device": str(problem.device),
+        }
+    )
+    return result
+
 
 # --- BigGAN (impasto.gan) ----------------------------------------------------------------------------------
 

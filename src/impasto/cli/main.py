@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list, download, import and verify weight sets"),
     "paint": ("paint", "painting by optimisation (Gatys et al.; every neural-style-pt option)"),
     "neural-style": ("neural_style", "neural-style-pt's command line, unchanged (drop-in for neural_style.py)"),
+    "compare-optimizers": ("compare_optimizers", "the optimiser study: GD, Adadelta, RMSProp, Adam, Adagrad, L-BFGS"),
     "generate": ("generate", "BigGAN samples of ImageNet classes: grid and/or one file per sample"),
     "interpolate": ("interpolate", "BigGAN interpolation between two classes/seeds: GIF, MP4 or grid"),
     "classes": ("classes", "list or search the 1000 ImageNet classes BigGAN draws"),

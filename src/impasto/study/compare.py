@@ -38,9 +38,17 @@ class Objective(Protocol):
         ...
 
 
+def base_name(entry: str) -> str:
+    """``"adam@1"`` -> ``"adam"``: an entry may pin its own rate, so one optimiser can run at several rates."""
+    return entry.split("@", 1)[0]
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """``lr`` maps an optimiser to its learning rate (0–255 pixel units); missing ones use ``default_lr``."""
+    """``lr`` maps an optimiser to its learning rate (0–255 pixel units); missing ones use ``default_lr``.
+
+    An entry of ``optimizers`` may be ``name@rate`` (e.g. ``adam@1`` and ``adam@10`` side by side).
+    """
 
     optimizers: tuple[str, ...] = OPTIMIZERS
     default_lr: float = 10.0
@@ -49,7 +57,15 @@ class StudyConfig:
     lbfgs_history: int = 100  # neural-style-pt's lbfgs_num_correction default
 
     def validate(self) -> None:
-        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+        unknown = [o for o in self.optimizers if base_name(o) not in OPTIMIZERS]
+        for entry in self.optimizers:
+            if "@" in entry:
+                try:
+                    float(entry.split("@", 1)[1])
+                except ValueError:
+                    raise ConfigError(f"bad optimiser entry {entry!r}; use NAME or NAME@RATE, e.g. adam@1") from None
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError(f"optimiser list {', '.join(self.optimizers)} names one entry twice")
         if unknown:
             raise ConfigError(f"unknown optimiser(s) {', '.join(unknown)}; choose from {', '.join(OPTIMIZERS)}")
         if not self.optimizers:
@@ -66,31 +82,46 @@ class StudyConfig:
     def rate(self, name: str) -> float:
         """The rate for ``name``. L-BFGS takes 1 unless set explicitly: like neural-style-pt, whose
         -learning_rate applies to Adam only, a global rate does not rescale L-BFGS's (already curvature-scaled) step."""
+        if "@" in name:
+            return float(name.split("@", 1)[1])
         if name in self.lr:
             return float(self.lr[name])
         return 1.0 if name == "lbfgs" else float(self.default_lr)
 
 
-def make_optimizer(name: str, params: Sequence[torch.Tensor], lr: float, lbfgs_history: int) -> torch.optim.Optimizer:
-    """Plain textbook settings, as the original study used (no momentum for GD; L-BFGS without line search)."""
+def make_optimizer(
+    name: str,
+    params: Sequence[torch.Tensor],
+    lr: float,
+    lbfgs_history: int,
+    line_search: str | None = None,
+    lbfgs_iterations: int = 1,
+) -> torch.optim.Optimizer:
+    """Plain textbook settings, as the original study used (no momentum for GD). L-BFGS runs as ``impasto paint``
+    would on the same network: no line search for VGG/NIN (neural-style-pt), strong Wolfe where the network
+    recommends it."""
     factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "gd": lambda: torch.optim.SGD(params, lr=lr),
         "adadelta": lambda: torch.optim.Adadelta(params, lr=lr),
         "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr),
         "adam": lambda: torch.optim.Adam(params, lr=lr),
         "adagrad": lambda: torch.optim.Adagrad(params, lr=lr),
-        # one L-BFGS iteration per step() so every iteration is recorded; the history persists across steps,
-        # so this is the same as neural-style-pt's single step(max_iter=N) call
+        # neural-style-pt's settings: all iterations in one step(), no tolerance stops
         "lbfgs": lambda: torch.optim.LBFGS(
             params,
             lr=lr,
-            max_iter=1,
+            max_iter=lbfgs_iterations,
             history_size=lbfgs_history,
             tolerance_grad=-1,
             tolerance_change=-1,
+            line_search_fn=None if line_search in (None, "none") else line_search,
         ),
     }
-    return factories[name]()
+    return factories[base_name(name)]()
+
+
+class _Stop(Exception):
+    """Raised inside the closure to end a run (divergence); caught in run_one."""
 
 
 def run_one(
@@ -100,52 +131,67 @@ def run_one(
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
 ) -> Run:
-    """One optimiser from the shared starting image; stops early (marked diverged) on NaN/inf or 100x growth."""
+    """One optimiser from the shared starting image; stops early (marked diverged) on NaN/inf or 100x growth.
+
+    Records are per iteration, the loss being the one evaluated at that iteration's point. L-BFGS runs as one
+    ``step()`` of ``iterations`` iterations, exactly as ``impasto paint`` and neural-style-pt run it; with a line
+    search an iteration takes several evaluations, and its record is its last one (``func_evals`` counts all).
+    """
     lr = config.rate(name)
+    lbfgs = base_name(name) == "lbfgs"
     x = objective.initial().clone().requires_grad_(True)
-    opt = make_optimizer(name, [x], lr, config.lbfgs_history)
+    line_search = getattr(objective, "line_search", None)
+    opt = make_optimizer(name, [x], lr, config.lbfgs_history, line_search, config.iterations if lbfgs else 1)
     run = Run(optimizer=name, lr=lr)
     watch = Stopwatch()
     evals = 0
     best = math.inf
-    last_terms: dict[str, float] = {}
-    last_total = math.nan
+    by_iteration: dict[int, Record] = {}
     emit(callback, Started(total=config.iterations, info={"optimizer": name, "lr": lr}))
 
     def closure() -> torch.Tensor:
-        nonlocal evals, last_terms, last_total
+        nonlocal evals, best
+        if cancel is not None and cancel.cancelled:
+            run.records = [by_iteration[k] for k in sorted(by_iteration)]
+            run.image = objective.to_image(x.detach())
+            raise Cancelled("cancelled", partial=run)
         opt.zero_grad(set_to_none=True)
         loss, terms = objective(x)
         loss.backward()
         evals += 1
-        last_total, last_terms = float(loss.detach()), terms
-        return loss
-
-    for it in range(1, config.iterations + 1):
-        if cancel is not None and cancel.cancelled:
-            run.image = objective.to_image(x.detach())
-            raise Cancelled("cancelled", partial=run)
-        if name == "lbfgs":
-            opt.step(closure)
-        else:
-            closure()
-            opt.step()
-        run.records.append(Record(name, it, last_total, dict(last_terms), watch(), evals))
-        emit(
-            callback,
-            Progress(
-                step=it,
-                total=config.iterations,
-                losses={"total": last_total, **last_terms},
-                elapsed=watch(),
-                info={"optimizer": name},
-            ),
-        )
-        reason = divergence(last_total, best) or ("" if torch.isfinite(x).all() else "image became non-finite")
+        total = float(loss.detach())
+        # iteration k's point is the one after k-1 updates (L-BFGS keeps its own count; the others one per call)
+        it = opt.state[x].get("n_iter", 0) + 1 if lbfgs else len(by_iteration) + 1
+        new = it not in by_iteration
+        by_iteration[it] = Record(name, it, total, dict(terms), watch(), evals)
+        if new:
+            emit(
+                callback,
+                Progress(
+                    step=it,
+                    total=config.iterations,
+                    losses={"total": total, **terms},
+                    elapsed=watch(),
+                    info={"optimizer": name, "func_evals": evals},
+                ),
+            )
+        reason = divergence(total, best) or ("" if torch.isfinite(x).all() else "image became non-finite")
         if reason:
             run.diverged, run.reason = True, reason
-            break
-        best = min(best, last_total)
+            raise _Stop
+        best = min(best, total)
+        return loss
+
+    try:
+        if lbfgs:
+            opt.step(closure)
+        else:
+            for _ in range(config.iterations):
+                closure()
+                opt.step()
+    except _Stop:
+        pass
+    run.records = [by_iteration[k] for k in sorted(by_iteration)]
     with torch.no_grad():
         finite = torch.nan_to_num(x.detach(), nan=0.0, posinf=255.0, neginf=0.0)
     run.image = objective.to_image(finite)

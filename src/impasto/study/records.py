@@ -15,7 +15,16 @@ LABELS = {
     "adagrad": "Adagrad",
     "lbfgs": "L-BFGS",
 }
-DIVERGENCE_FACTOR = 100.0  # a loss this many times the best seen so far counts as divergence
+DIVERGENCE_FACTOR = 100.0
+
+
+def label(entry: str) -> str:
+    """Display name: ``adam`` -> ``Adam``, ``adam@1`` -> ``Adam``."""
+    name = entry.split("@", 1)[0]
+    return LABELS.get(name, name)
+
+
+# a loss this many times the best seen so far counts as divergence
 
 
 @dataclass(frozen=True)

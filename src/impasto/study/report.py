@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from .records import LABELS, StudyResult
+from .records import StudyResult, label
 
 TERM_ORDER = ("content", "style", "tv")
 
@@ -61,7 +61,7 @@ def summary(result: StudyResult) -> dict[str, Any]:
         "winner": winner,
         "optimizers": {
             r.optimizer: {
-                "label": LABELS.get(r.optimizer, r.optimizer),
+                "label": label(r.optimizer),
                 "lr": r.lr,
                 "final_loss": _num(r.final_loss),
                 "best_loss": _num(r.best_loss),
@@ -86,7 +86,7 @@ def summary_json(result: StudyResult) -> str:
 
 
 def _label(run: Any) -> str:  # noqa: ANN401 - a Run
-    tag = f"{LABELS.get(run.optimizer, run.optimizer)} (lr {run.lr:g})"
+    tag = f"{label(run.optimizer)} (lr {run.lr:g})"
     return tag + (" — diverged" if run.diverged else "")
 
 
