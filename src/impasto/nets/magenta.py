@@ -28,7 +28,9 @@ Departures from the ONNX graphs (the first three change nothing at the sizes the
 
 Fast inference (what the CPU measurements behind ``impasto stylize`` found): run the transformers in
 ``torch.inference_mode()``, in channels_last memory format (``devices.prepare_for_inference``), and on CPUs with
-AVX-512-BF16/AMX under bf16 autocast (``devices.autocast``) -- the output moves by a mean 0.003 (< 1/255).
+AVX-512-BF16/AMX under bf16 autocast (``devices.autocast``) -- the arbitrary transformer's output moves by a
+mean 0.003 (< 1/255); the 26-style network's by a mean 0.001-0.0064 depending on the style (styles 3, 15, 19
+are the most sensitive), so there bf16 is a speed option rather than a free default.
 Keep the *predictor* in fp32: under bf16 its style vector moves by ~3 % and the image by a mean 0.02, as much
 as the int8 quantisation; at 256x256 it costs a few milliseconds anyway. Instance norms run through
 ``batch_norm`` (one fused pass) and the reflect pads are written out (the stock kernel is slow on channels_last).
