@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from impasto.devices import resolve_device
+from impasto.devices import keep_freed_memory, resolve_device
 from impasto.fast.magenta import MagentaStylizer, StylizeOptions, parse_presets
 
 
@@ -43,6 +43,18 @@ def _time(fn, repeats: int) -> dict[str, float]:  # noqa: ANN001
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": repeats}
 
 
+def _any_size(path: Path) -> bytes:
+    """The ONNX transformer with its content input's H and W made symbolic, so onnxruntime runs it at any size."""
+    import onnx
+
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim  # (1, 384, 384, 3) NHWC
+    dims[1].dim_param, dims[2].dim_param = "height", "width"
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    out_dims[1].dim_param, out_dims[2].dim_param = "height", "width"
+    return model.SerializeToString()
+
+
 def _ort_baseline(sizes: list[int], repeats: int) -> dict[str, dict[str, float]]:
     try:
         import onnxruntime as ort
@@ -53,7 +65,7 @@ def _ort_baseline(sizes: list[int], repeats: int) -> dict[str, dict[str, float]]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     pred = ort.InferenceSession(str(files_for("magenta.predictor")[0]), opts, providers=["CPUExecutionProvider"])
-    tran = ort.InferenceSession(str(files_for("magenta.transformer")[0]), opts, providers=["CPUExecutionProvider"])
+    tran = ort.InferenceSession(_any_size(files_for("magenta.transformer")[0]), opts, providers=["CPUExecutionProvider"])
     multi = ort.InferenceSession(str(files_for("magenta.multistyle26")[0]), opts, providers=["CPUExecutionProvider"])
     style = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)
     vec = pred.run(None, {pred.get_inputs()[0].name: style})[0]
@@ -80,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="512,1024,2048")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="skip the onnxruntime baseline")
+    parser.add_argument("--exact", action="store_true", help="also time the exact fp32 path (no bf16/channels_last)")
     parser.add_argument("--out", default="bench-results/stylize.json")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    keep_freed_memory()  # as the impasto stylize command does
     sizes = [int(s) for s in args.sizes.split(",")]
     st = MagentaStylizer(device=device)
     style = Image.fromarray((np.random.default_rng(1).random((300, 400, 3)) * 255).astype(np.uint8))
@@ -102,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         img = _photo(side)
         results["impasto"][f"arbitrary_{side}"] = _time(lambda img=img: st.with_vector(img, vec, opts), args.repeats)  # type: ignore[index]
         results["impasto"][f"preset_{side}"] = _time(lambda img=img: st.with_preset(img, preset, opts), args.repeats)  # type: ignore[index]
+    if args.exact:
+        exact = MagentaStylizer(device=device, fast=False)
+        results["impasto_exact_fp32"] = {}
+        for side in sizes:
+            img = _photo(side)
+            results["impasto_exact_fp32"][f"arbitrary_{side}"] = _time(  # type: ignore[index]
+                lambda img=img: exact.with_vector(img, vec, opts), args.repeats
+            )
+            results["impasto_exact_fp32"][f"preset_{side}"] = _time(  # type: ignore[index]
+                lambda img=img: exact.with_preset(img, preset, opts), args.repeats
+            )
     if not args.no_baseline:
         results["onnxruntime_cpu"] = _ort_baseline(sizes, args.repeats)
     text = json.dumps(results, indent=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import api
+from ..devices import keep_freed_memory
 from ..imaging import check_output_path, load_image, save_image
 from .common import add_device, add_overwrite
 
@@ -19,6 +20,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dest = check_output_path(args.output, overwrite=args.overwrite)
+    keep_freed_memory()
     sheet = api.preset_sheet(load_image(args.photo), tile=args.tile, device=args.device)
     save_image(sheet, dest)
     print(dest)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import api
+from ..devices import keep_freed_memory
 from ..errors import ConfigError
 from ..events import Event, Preview
 from ..imaging import expand_inputs, save_image
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None and args.size < 16:
         raise ConfigError(f"--size must be at least 16 px, got {args.size}")
     inputs = expand_inputs(args.content)
+    keep_freed_memory()  # this process is about to render images: reuse big blocks (see devices)
     outputs = plan_outputs(inputs, args.output, args.out_dir, "stylized", args.overwrite)
     bar, close = progress_bar(args.quiet or len(inputs) == 1)
 
