@@ -169,6 +169,7 @@ def atomic_write(path: str | os.PathLike[str], write) -> Path:  # noqa: ANN001 -
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix + ".part", dir=p.parent or ".")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished output gets the usual permissions
         write(Path(tmp))
         os.replace(tmp, p)
     except BaseException:
@@ -178,6 +179,12 @@ def atomic_write(path: str | os.PathLike[str], write) -> Path:  # noqa: ANN001 -
             pass
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike[str]) -> Path:
