@@ -143,3 +143,14 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):  # noqa
     monkeypatch.undo()
     save_image(img, dest)
     assert Image.open(dest).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):  # noqa: ANN001
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = save_image(Image.new("RGB", (2, 2)), tmp_path / "perm.png")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
