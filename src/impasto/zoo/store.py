@@ -245,9 +245,15 @@ def import_files(name: str, source: str | os.PathLike[str], *, force: bool = Fal
         missing = [p.name for p in src_files if not p.exists()]
         if missing:
             raise WeightsError(f"{src} lacks {', '.join(missing)} needed for {name!r}")
+    check_format(ws, src_files)  # first: "not a VGG file" says more than "wrong checksum"
     for i, p in enumerate(src_files):
-        check_digest(ws, i, p)
-    check_format(ws, src_files)
+        try:
+            check_digest(ws, i, p)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"{exc}; it is not the canonical {ws.name} file (another file of this layout can still be used "
+                "directly, e.g. impasto paint --model-file FILE)"
+            ) from None
     if is_installed(name) and not force:
         raise WeightsError(f"{name!r} is already installed at {weights_dir(name)}; pass --force to replace it")
     for p, fname in zip(src_files, ws.files, strict=True):

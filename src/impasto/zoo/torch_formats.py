@@ -95,6 +95,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in first:  # torch's long advice to turn safety off: not for users here
+            first = "not a torch.save file of tensors; impasto never unpickles code (weights_only=True)"
         raise ModelLayoutError(f"{p} is not a PyTorch state dict impasto can read safely ({first[:200]})") from None
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
         raise ModelLayoutError(f"{p} does not hold a state dict (a mapping of names to tensors)")
