@@ -165,3 +165,10 @@ def test_missing_weights_message_names_the_commands(fresh_home):  # noqa: ANN001
 def test_home_follows_environment(fresh_home):  # noqa: ANN001
     assert store.home() == Path(fresh_home)
     assert store.weights_dir("x") == Path(fresh_home) / "weights" / "x"
+
+
+def test_models_list_says_which_network_paint_uses(fresh_home, capsys):  # noqa: ANN001
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "paint uses: mobilenetv2.magenta (not VGG" in out
+    assert "magenta.transformer" in out and "installed" in out

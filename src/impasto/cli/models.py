@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'NAME':<{width}}  {'KIND':<20} {'STATUS':<10} DESCRIPTION", file=out)
         for name, kind, status, desc in rows:
             print(f"{name:<{width}}  {kind:<20} {status:<10} {desc}", file=out)
+        from ..zoo.torch_formats import OFFLINE_DEFAULT, resolve_model
+
+        paint_net = resolve_model(None, None)
+        note = " (not VGG: the offline default; install vgg19.caffe for neural-style-pt's network)"
+        print(f"paint uses: {paint_net}{note if paint_net == OFFLINE_DEFAULT else ''}", file=out)
         print(f"cache: {store.home()}", file=out)
         return 0
     ws = registry.get(args.name) if getattr(args, "name", None) else None
