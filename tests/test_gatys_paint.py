@@ -170,7 +170,7 @@ def test_cancel_raises_with_partial_image(setup) -> None:  # noqa: ANN001
         ({"optimizer": "sgd"}, "optimizer"),
         ({"pooling": "median"}, "pooling"),
         ({"gpu": "3"}, "device"),
-        ({"scales": "64,128"}, "not available yet"),
+        ({"scales": "64,128"}, "the last scale must be image_size"),
     ],
 )
 def test_bad_config(setup, change, match) -> None:  # noqa: ANN001

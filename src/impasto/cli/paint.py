@@ -107,6 +107,11 @@ def style_inputs(values: list[str]) -> list[str]:
     return out
 
 
+def checkpoint_path(output: Path) -> Path:
+    """Where ``--checkpoint-every``/``--resume`` keep the checkpoint unless ``--checkpoint-path`` says: ``OUT.ckpt``."""
+    return output.with_name(output.name + ".ckpt")
+
+
 def preview_path(output: Path, step: int) -> Path:
     """neural-style-pt's naming for the image at ``step``: ``out.png`` -> ``out_100.png``."""
     return output.with_name(f"{output.stem}_{step}{output.suffix}")
@@ -150,6 +155,9 @@ def progress_callback(
 
     def callback(event: Event) -> None:
         if isinstance(event, Started) and not quiet:
+            if "model" in event.info and not state.get("announced"):  # which network paints ("..., not VGG")
+                state["announced"] = True
+                print(f"impasto paint: {event.info['model']} on {event.info.get('device')}", file=sys.stderr)
             state["bar"] = tqdm(total=event.total or total_hint, unit="step", file=sys.stderr, leave=False)
         elif isinstance(event, Progress):
             bar = state.get("bar")
@@ -175,21 +183,25 @@ def progress_callback(
 def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..events import CancelToken
-    from ..gatys.optimize import save_steps
+    from ..gatys.optimize import save_steps, scale_plan
 
     base: dict[str, Any] = {}
     if args.init_image is not None:
         base.update(init="image", init_image=args.init_image)
     config = config_from_args(args, **base).validate()
-    output = check_output_path(args.output, overwrite=args.overwrite)
+    # A resumed run continues the one that wrote OUT and its step images: replacing them is the point.
+    overwrite = args.overwrite or bool(config.resume)
+    output = check_output_path(args.output, overwrite=overwrite)
     for step in save_steps(config):
-        check_output_path(preview_path(output, step), overwrite=args.overwrite)
+        check_output_path(preview_path(output, step), overwrite=overwrite)
+    if (config.checkpoint_every or config.resume) and not config.checkpoint_path:
+        config = config.replace(checkpoint_path=str(checkpoint_path(output)))
 
     def on_preview(event: Preview) -> None:
         save_image(event.image, preview_path(output, event.step))
 
     keep_freed_memory()  # big activations are reused across steps instead of page-faulted in each time
-    callback, close = progress_callback(args.quiet, config.num_iterations, on_preview)
+    callback, close = progress_callback(args.quiet, sum(n for _, n in scale_plan(config)), on_preview)
     token = CancelToken()
     try:
         with SigintCancel(token):
@@ -199,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.partial is not None:
             save_image(exc.partial, output)
             print(f"impasto: interrupted; saved the latest image to {output}", file=sys.stderr)
+            if config.checkpoint_every:
+                print(f"impasto: run again with --resume to continue from {config.checkpoint_path}", file=sys.stderr)
         return 130
     finally:
         close()

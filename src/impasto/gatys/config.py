@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "PaintConfig", "parse_list"]
+__all__ = ["BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "PaintConfig", "auto_scales", "parse_list"]
 
 BACKENDS = ("nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl")
 LINE_SEARCHES = ("none", "strong_wolfe")
@@ -50,6 +50,20 @@ def parse_list(value: str | Sequence[Any] | None, cast: type = str) -> tuple[Any
         except (TypeError, ValueError):
             raise ConfigError(f"cannot read {item!r} as {cast.__name__} in {value!r}") from None
     return tuple(out)
+
+
+def auto_scales(image_size: int, start: int = 128) -> tuple[int, ...]:
+    """``scales="auto"``: sizes growing by sqrt(2) from ``start`` up to ``image_size`` (128, 181, 256, 362, 512).
+
+    A step within 10% of ``image_size`` is dropped (it would repeat the last scale); ``image_size`` <= ``start``
+    gives the single scale ``(image_size,)``.
+    """
+    sizes: list[int] = []
+    s = float(start)
+    while s < image_size / 1.1:
+        sizes.append(round(s))
+        s *= math.sqrt(2)
+    return (*sizes, int(image_size))
 
 
 @dataclass(frozen=True)
@@ -108,9 +122,14 @@ class PaintConfig:
         "where to split the network over the devices in gpu (indices as neural-style-pt counts, or layer names)",
     )
     # --- impasto extras: off by default; implementations land later (see gatys.optimize) ------------------------
-    scales: tuple[int, ...] | None = _f(None, "coarse-to-fine sizes, e.g. 128,181,256,362,512 (multi-scale)")
-    scale_iterations: tuple[int, ...] | None = _f(None, "iterations per scale (default: num_iterations each)")
-    fast: bool = _f(False, "fast path: channels_last and bf16 autocast where the hardware has it")
+    scales: tuple[int, ...] | None = _f(
+        None,
+        "coarse-to-fine sizes ending at image_size, e.g. 128,181,256,362,512, or auto (steps of sqrt(2) from 128)",
+    )
+    scale_iterations: tuple[int, ...] | None = _f(
+        None, "iterations per scale, one number or one per scale (default: num_iterations each)"
+    )
+    fast: bool = _f(False, "fast path: bf16 channels_last network where the hardware has it, losses in fp32")
     checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
     checkpoint_path: str | None = _f(None, "where checkpoints go (default: beside the output)")
     resume: bool = _f(False, "continue from the checkpoint at checkpoint_path")
@@ -121,6 +140,8 @@ class PaintConfig:
         fix(self, "style_blend_weights", parse_list(self.style_blend_weights, float))
         fix(self, "content_layers", parse_list(self.content_layers, str) or None)
         fix(self, "style_layers", parse_list(self.style_layers, str) or None)
+        if isinstance(self.scales, str) and self.scales.strip().lower() == "auto":
+            fix(self, "scales", auto_scales(self.image_size))
         fix(self, "scales", parse_list(self.scales, int) or None)
         fix(self, "scale_iterations", parse_list(self.scale_iterations, int) or None)
         fix(self, "gpu", str(self.gpu).strip())
@@ -192,6 +213,20 @@ class PaintConfig:
         if self.scales is not None:
             bad_scale = [s for s in self.scales if s < 16]
             need(not bad_scale, f"every scale must be at least 16 pixels, got {bad_scale[0] if bad_scale else ''}")
+            need(
+                self.scales[-1] == self.image_size,
+                f"the last scale must be image_size ({self.image_size}), not {self.scales[-1]}; "
+                "list the sizes coarse to fine ending at image_size",
+            )
+        if self.scale_iterations is not None:
+            need(self.scales is not None, "scale_iterations needs scales")
+            bad_iters = [n for n in self.scale_iterations if n < 1]
+            need(not bad_iters, f"scale_iterations must be at least 1, got {bad_iters[0] if bad_iters else ''}")
+            need(
+                len(self.scale_iterations) in (1, len(self.scales or ())),
+                f"{len(self.scale_iterations)} scale_iterations given for {len(self.scales or ())} scales; "
+                "give one number or one per scale",
+            )
         return self
 
     def resolve(self, recommended: Mapping[str, Any] | None = None) -> PaintConfig:

@@ -36,6 +36,7 @@ from ..errors import Cancelled, ConfigError
 from ..events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from ..imaging import transfer_luminance
 from ..zoo import torch_formats
+from . import checkpoint, fastpath
 from . import losses as L
 from .config import PaintConfig
 from .multidevice import SplitFeatureNet, parse_devices, split_boundaries
@@ -85,13 +86,30 @@ class Problem:
     content_weights: dict[str, float]
     style_weights: dict[str, float]
     order: list[str] = field(default_factory=list)  # tapped layers in network order
+    # The fast path (config.fast): a bf16/channels_last copy of net that evaluate() runs instead (None: exact fp32).
+    fast_net: Any = None
+    fast_dtype: torch.dtype | None = None
+
+
+def scale_plan(config: PaintConfig) -> list[tuple[int, int]]:
+    """``(image_size, iterations)`` per scale: one entry without ``scales``, else one per scale, coarse to fine."""
+    if not config.scales:
+        return [(config.image_size, config.num_iterations)]
+    iters = config.scale_iterations or (config.num_iterations,)
+    if len(iters) == 1:
+        iters = iters * len(config.scales)
+    return list(zip(config.scales, iters, strict=True))
 
 
 def save_steps(config: PaintConfig) -> list[int]:
-    """Steps at which a Preview is emitted (neural-style-pt's ``out_<t>.png`` files), the last step excluded."""
+    """Steps at which a Preview is emitted (neural-style-pt's ``out_<t>.png`` files), the last step excluded.
+
+    With ``scales`` steps count across all scales (the total is the sum of their iterations).
+    """
     if config.save_iter <= 0:
         return []
-    return [t for t in range(config.save_iter, config.num_iterations, config.save_iter)]
+    total = sum(n for _, n in scale_plan(config))
+    return [t for t in range(config.save_iter, total, config.save_iter)]
 
 
 @contextlib.contextmanager
@@ -209,6 +227,12 @@ def prepare(
     else:
         init = content_in.clone()
 
+    fast_net, fast_dtype = None, None
+    if config.fast:
+        if len(devices) > 1:
+            raise ConfigError("the fast path (fast) runs on one device; give one device in gpu or drop fast")
+        fast_net, fast_dtype = fastpath.fast_network(net, device)
+
     return Problem(
         config=config,
         net=net,
@@ -222,6 +246,8 @@ def prepare(
         content_weights=content_weights,
         style_weights=style_weights,
         order=order,
+        fast_net=fast_net,
+        fast_dtype=fast_dtype,
     )
 
 
@@ -254,8 +280,8 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
     # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
     tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
-    # HOOK(fast path): the forward pass below is where channels_last / bf16 autocast go (devices.autocast);
-    # Gram matrices and losses already cast to fp32 (impasto.gatys.losses).
+    if problem.fast_net is not None:
+        return _evaluate_fast(problem, img, tv)
     content_terms: dict[str, torch.Tensor] = {}
     style_terms: dict[str, torch.Tensor] = {}
     # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
@@ -280,29 +306,105 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     return loss, dict(zip(loss_labels(problem), values, strict=True))
 
 
-def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken | None, clock: Stopwatch) -> PaintResult:
+def _fused(
+    fn: type[torch.autograd.Function], f: torch.Tensor, target: torch.Tensor, weight: float, ng: bool
+) -> torch.Tensor:
+    if not ng:
+        return fn.apply(f, target, weight)
+    return L.scale_gradients(fn.apply(f, target, 1.0), weight) * weight
+
+
+def _evaluate_fast(
+    problem: Problem, img: torch.Tensor, tv: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`evaluate` on the fast path (see :mod:`impasto.gatys.fastpath`): same terms, same order, fp32 values."""
+    ng = problem.config.normalize_gradients
+    net = problem.fast_net
+    x = img.to(problem.fast_dtype)
+    if img.device.type in ("cpu", "cuda"):
+        x = x.contiguous(memory_format=torch.channels_last)  # (1, 3, H, W) NHWC in memory, like every activation
+    taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
+    content_terms: dict[str, torch.Tensor] = {}
+    style_terms: dict[str, torch.Tensor] = {}
+    for n, f in taps(x, problem.order):
+        if n in problem.content_targets:
+            content_terms[n] = _fused(
+                fastpath.ContentLoss, f, problem.content_targets[n], problem.content_weights[n], ng
+            )
+        if n in problem.style_targets:
+            style_terms[n] = _fused(fastpath.StyleLoss, f, problem.style_targets[n], problem.style_weights[n], ng)
+    terms = [content_terms[n] for n in problem.order if n in content_terms]
+    terms += [style_terms[n] for n in problem.order if n in style_terms]
+    if tv is not None:
+        terms.append(tv)
+    loss: Any = 0
+    for t in terms:
+        loss = loss + t
+    values = torch.stack([t.detach() for t in terms] + [loss.detach()]).tolist()
+    return loss, dict(zip(loss_labels(problem), values, strict=True))
+
+
+@dataclass
+class _Scale:
+    """Where one scale's optimisation sits in the whole run (built by :func:`paint` for each scale)."""
+
+    index: int = 0
+    offset: int = 0  # steps done by the earlier scales
+    total: int = 0  # steps of the whole run (all scales); 0: this scale's num_iterations
+    multi: bool = False  # several scales: Progress info carries the scale
+    preview_at: frozenset[int] = frozenset()  # global steps with a Preview
+    history: list[dict[str, float]] = field(default_factory=list)  # losses of the earlier scales
+    checkpointer: Any = None  # checkpoint.Checkpointer or None
+    fingerprint: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    resume: dict[str, Any] | None = None  # a snapshot of this scale to continue from
+
+
+def _optimise(
+    problem: Problem,
+    callback: Callback | None,
+    cancel: CancelToken | None,
+    clock: Stopwatch,
+    scale: _Scale | None = None,
+) -> PaintResult:
     config = problem.config
-    total_steps = config.num_iterations
-    preview_at = set(save_steps(config))
+    run = scale or _Scale(total=config.num_iterations, preview_at=frozenset(save_steps(config)))
+    iterations = config.num_iterations
+    total_steps = run.total or iterations
+    every = config.checkpoint_every if run.checkpointer is not None else 0
+    # neural-style-pt runs all L-BFGS iterations inside one optimizer.step(); a checkpoint needs the optimiser's
+    # state between iterations, which L-BFGS only writes back when step() returns, so with checkpoints on each
+    # step() runs one iteration (max_iter=1). Without a line search that is the same arithmetic in the same order
+    # (tests/test_gatys_extras.py checks it is bit-identical); the default path stays upstream's.
+    stepwise = run.checkpointer is not None
 
     img = problem.init.detach().clone().requires_grad_(True)
     if config.optimizer == "lbfgs":
         optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
             [img],
-            max_iter=config.num_iterations,
+            max_iter=1 if stepwise else iterations,
             tolerance_change=-1,
             tolerance_grad=-1,
             history_size=config.lbfgs_num_correction,
             line_search_fn=None if config.lbfgs_line_search == "none" else config.lbfgs_line_search,
         )
-        loop_val = 1  # neural-style-pt: one optimizer.step() runs all iterations
+        loop_val = iterations - 1 if stepwise else 1  # neural-style-pt: one optimizer.step() runs all iterations
     else:
         optimizer = torch.optim.Adam([img], lr=config.learning_rate)
-        loop_val = config.num_iterations - 1
+        loop_val = iterations - 1
 
     step = 0
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float]] = list(run.history)
     final_raw: torch.Tensor | None = None
+    if run.resume is not None:
+        state = run.resume
+        with torch.no_grad():
+            img.copy_(state["image"].to(img.device, img.dtype))
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        history = [dict(h) for h in state["history"]]
+        if step >= iterations:
+            final_raw = state["evaluated"].to(img.device)
 
     def closure() -> torch.Tensor:
         nonlocal step, final_raw
@@ -313,17 +415,38 @@ def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken |
         loss, record = evaluate(problem, img)
         loss.backward()
         history.append(record)
-        if step == total_steps:
+        if step == iterations:
             final_raw = img.detach().clone()
-        printing = config.print_iter > 0 and step % config.print_iter == 0
-        emit(callback, Progress(step, total_steps, record, clock(), info={"print": printing}))
-        if step in preview_at:
-            emit(callback, Preview(step, _to_image(img.detach(), problem, config)[0]))  # (3, H, W) in [0, 1]
-        # HOOK(checkpoint): save (img, optimizer.state_dict(), step, history) here every checkpoint_every steps.
+        t = run.offset + step  # counted across all scales
+        printing = config.print_iter > 0 and t % config.print_iter == 0
+        info: dict[str, Any] = {"print": printing}
+        if run.multi:
+            info.update(scale=max(problem.content01.shape[-2:]), scale_index=run.index)
+        emit(callback, Progress(t, total_steps, record, clock(), info=info))
+        if t in run.preview_at:
+            emit(callback, Preview(t, _to_image(img.detach(), problem, config)[0]))  # (3, H, W) in [0, 1]
         return loss
+
+    def save_checkpoint() -> None:
+        # ``evaluated``: this scale's result once its last step is done (img has moved on by one update then).
+        run.checkpointer.save(
+            {
+                "format": checkpoint.FORMAT,
+                "fingerprint": run.fingerprint,
+                "settings": run.settings,
+                "scale_index": run.index,
+                "step": step,
+                "image": img.detach().cpu().clone(),
+                "evaluated": (final_raw if final_raw is not None else img.detach()).cpu().clone(),
+                "optimizer": optimizer.state_dict(),
+                "history": [dict(h) for h in history],
+            }
+        )
 
     while step <= loop_val:
         optimizer.step(closure)
+        if stepwise and ((every and step % every == 0) or step >= iterations):
+            save_checkpoint()
 
     if config.optimizer == "lbfgs" and config.lbfgs_line_search != "none":
         final_raw = img.detach().clone()  # with a line search the accepted point need not be the last evaluated
@@ -333,12 +456,20 @@ def _optimise(problem: Problem, callback: Callback | None, cancel: CancelToken |
         raw=raw,
         content=problem.content01,
         losses=history,
-        steps=step,
+        steps=run.offset + step,
         model=problem.model,
         preprocessing=problem.contract,
         elapsed=clock(),
         config=config,
     )
+
+
+def _upsampled_init(previous: PaintResult, problem: Problem) -> torch.Tensor:
+    """The previous scale's result (before original colours) resized to this scale, in network space."""
+    prev01 = deprocess(previous.raw, previous.preprocessing)  # (1, 3, h, w) in [0, 1]
+    h, w = problem.content01.shape[-2:]
+    up = torch.nn.functional.interpolate(prev01, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
+    return preprocess(up, problem.contract).to(problem.device)
 
 
 def paint(
@@ -350,39 +481,81 @@ def paint(
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
     source: torch_formats.FeatureSource | None = None,
+    checkpointer: checkpoint.Checkpointer | None = None,
 ) -> PaintResult:
     """Paint ``content`` (a PIL RGB image) in the style of ``styles`` by optimisation; see the module docstring.
 
     ``init_image`` is used when ``config.init == "image"`` (else the content image); ``source`` an already opened
     feature network (to paint many images without re-reading the file).
+
+    Extras (all off by default): ``config.fast`` (:mod:`impasto.gatys.fastpath`); ``config.scales``: paint at each
+    size in turn, each scale re-running :func:`prepare` at its size (targets recomputed, styles at
+    ``size * style_scale``) and starting from the previous result upsampled (bicubic in [0, 1]); Progress steps
+    then count across all scales and ``info`` carries ``scale`` (longest side) and ``scale_index``;
+    ``config.checkpoint_every``/``resume``: snapshots go to ``checkpointer`` (default: a
+    :class:`~impasto.gatys.checkpoint.FileCheckpointer` at ``config.checkpoint_path``) and a resumed run continues
+    from the last one -- refused with a ConfigError when the settings or input images differ.
     """
     config = (config or PaintConfig()).validate(num_styles=len(styles))
-    # HOOK(scales): multi-scale painting loops over config.scales here, calling prepare/_optimise per scale with
-    # the upsampled previous result as the init; HOOK(fast path) sits in _optimise; HOOK(checkpoint) too.
-    if config.scales:
-        raise ConfigError("multi-scale painting (scales) is not available yet in this version")
-    if config.fast:
-        raise ConfigError("the fast path (fast) is not available yet in this version")
+    plan = scale_plan(config)
+    total = sum(n for _, n in plan)
+    run = _Scale(total=total, multi=len(plan) > 1, preview_at=frozenset(save_steps(config)))
     if config.checkpoint_every or config.resume:
-        raise ConfigError("checkpointing (checkpoint_every/resume) is not available yet in this version")
+        if checkpointer is None:
+            if not config.checkpoint_path:
+                raise ConfigError("checkpoint_every/resume need a checkpoint_path (where the checkpoint file goes)")
+            checkpointer = checkpoint.FileCheckpointer(config.checkpoint_path)
+        run.checkpointer = checkpointer
+        run.fingerprint = checkpoint.fingerprint(config, content, styles, init_image)
+        run.settings = checkpoint.settings(config)
+    snapshot = None
+    if config.resume and checkpointer is not None:
+        snapshot = checkpointer.load()
+        if snapshot is not None:
+            where = config.checkpoint_path or "given"
+            checkpoint.check_resumable(snapshot, run.fingerprint, config, where)
     clock = Stopwatch()
     devices = parse_devices(config.gpu)
+    if source is None and len(plan) > 1:  # open the file once for all scales
+        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    result: PaintResult | None = None
     with _backend_flags(config, devices):
-        problem = prepare(content, styles, config, init_image=init_image, source=source)
-        emit(
-            callback,
-            Started(
-                total=config.num_iterations,
-                info={
-                    "model": problem.model,
-                    "size": tuple(problem.content01.shape[-2:]),
-                    "device": str(problem.device),
-                    "preprocessing": problem.contract,
-                    "layers": list(problem.order),
-                },
-            ),
-        )
-        with torch.enable_grad():
-            result = _optimise(problem, callback, cancel, clock)
+        for index, (size, iterations) in enumerate(plan):
+            start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
+            if index < start_at:
+                run.offset += iterations
+                continue
+            scale_config = config.replace(image_size=size, num_iterations=iterations) if run.multi else config
+            problem = prepare(content, styles, scale_config, init_image=init_image, source=source)
+            if result is not None:
+                problem.init = _upsampled_init(result, problem)
+            if result is None:  # the first scale run (or resumed)
+                emit(
+                    callback,
+                    Started(
+                        total=total,
+                        info={
+                            "model": problem.model,
+                            "size": tuple(problem.content01.shape[-2:]),
+                            "device": str(problem.device),
+                            "preprocessing": problem.contract,
+                            "layers": list(problem.order),
+                            **({"scales": [s for s, _ in plan]} if run.multi else {}),
+                            **({"resumed_at": run.offset + int(snapshot["step"])} if snapshot is not None else {}),
+                        },
+                    ),
+                )
+            run.index = index
+            run.resume = snapshot if (snapshot is not None and index == start_at) else None
+            if run.resume is not None:
+                run.history = []
+            with torch.enable_grad():
+                result = _optimise(problem, callback, cancel, clock, run)
+            run.offset += iterations
+            run.history = list(result.losses)
+            run.resume = None
+    assert result is not None  # plan is never empty
+    if run.multi:
+        result.config = result.config.replace(num_iterations=config.num_iterations)
     emit(callback, Finished(result, result.elapsed))
     return result

@@ -1,0 +1,143 @@
+"""Checkpoints of a painting run, so that a run killed at any moment resumes from its last checkpoint.
+
+The optimisation loop (:mod:`impasto.gatys.optimize`) never touches the file system: every ``checkpoint_every``
+steps it builds a snapshot of plain tensors and dicts and hands it to a :class:`Checkpointer`'s ``save``, and on
+``resume`` asks its ``load``. :class:`FileCheckpointer` -- what ``paint()`` uses when ``config.checkpoint_path``
+is set -- writes the snapshot with ``torch.save`` to a temporary file beside the target and ``os.replace``s it in
+(atomic: a kill mid-write leaves the previous checkpoint intact), and reads it with ``torch.load(weights_only=True)``.
+Tests pass an in-memory checkpointer; a web job could keep them in its own store.
+
+A snapshot (format 1): ``image`` (1, 3, H, W) the optimised tensor in network space (after the optimiser's last
+update), ``evaluated`` the last image whose loss was computed (the result if the scale ends there),
+``optimizer`` the optimiser's ``state_dict()``, ``step`` steps done in this scale, ``scale_index``, ``history``
+(one loss dict per step, all scales), ``fingerprint`` and ``settings`` (see :func:`fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMAT", "Checkpointer", "FileCheckpointer", "MemoryCheckpointer", "check_resumable", "fingerprint"]
+
+FORMAT = 1
+
+# Options that do not change the painting: they may differ between a run and its resumption.
+_FREE = {
+    "print_iter", "save_iter", "checkpoint_every", "checkpoint_path", "resume", "gpu", "backend",
+    "cudnn_autotune", "multidevice_strategy", "disable_check",
+}  # fmt: skip
+
+
+class Checkpointer(Protocol):
+    """Where snapshots go: ``save(state)`` replaces the previous one; ``load()`` returns it or None."""
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def load(self) -> dict[str, Any] | None: ...
+
+
+class FileCheckpointer:
+    """Snapshots in one file at ``path``, replaced atomically (temporary file + ``os.replace``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with _suppress_os_error():
+                os.unlink(tmp)
+            raise
+        log.debug("checkpoint written to %s (step %s)", self.path, state.get("step"))
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            log.info("no checkpoint at %s: starting from the beginning", self.path)
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+            raise ConfigError(f"cannot read checkpoint {self.path}: {exc.__class__.__name__}: {exc}") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ConfigError(f"{self.path} is not an impasto paint checkpoint (format {FORMAT})")
+        return state
+
+
+class MemoryCheckpointer:
+    """Keeps the latest snapshot in memory (tests; callers with their own storage)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.saves = 0
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.saves += 1
+
+    def load(self) -> dict[str, Any] | None:
+        return self.state
+
+
+class _suppress_os_error:  # noqa: N801 - used like contextlib.suppress
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, OSError)
+
+
+def settings(config: Any) -> dict[str, Any]:
+    """The config fields that decide the painting, as plain values (tuples -> lists)."""
+    out: dict[str, Any] = {}
+    for name, value in sorted(vars(config).items()):
+        if name in _FREE:
+            continue
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _image_digest(img: Image.Image | None) -> str:
+    if img is None:
+        return "none"
+    h = hashlib.sha256(f"{img.mode}{img.size}".encode())
+    h.update(img.tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(config: Any, content: Image.Image, styles: Sequence[Image.Image], init: Image.Image | None) -> str:
+    """sha256 over the deciding settings and the pixels of every input image."""
+    h = hashlib.sha256(repr(settings(config)).encode())
+    for img in (content, *styles, init):
+        h.update(_image_digest(img).encode())
+    return h.hexdigest()
+
+
+def check_resumable(state: Mapping[str, Any], expected: str, config: Any, where: str) -> None:
+    """Raise a one-line ConfigError unless ``state`` was made by the same settings and inputs."""
+    if state.get("fingerprint") == expected:
+        return
+    then, now = state.get("settings") or {}, settings(config)
+    keys = sorted(set(then) | set(now))
+    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in keys if then.get(k) != now.get(k)]
+    what = "; ".join(changed) if changed else "the input images differ"
+    raise ConfigError(f"checkpoint {where} was made with different settings ({what}); resume with the same ones")
