@@ -135,7 +135,8 @@ def run_one(
 
     Records are per iteration, the loss being the one evaluated at that iteration's point. L-BFGS runs as one
     ``step()`` of ``iterations`` iterations, exactly as ``impasto paint`` and neural-style-pt run it; with a line
-    search an iteration takes several evaluations, and its record is its last one (``func_evals`` counts all).
+    search an iteration takes several evaluations, and its record holds the lowest of them, the point strong
+    Wolfe accepts (``func_evals`` counts all).
     """
     lr = config.rate(name)
     lbfgs = base_name(name) == "lbfgs"
@@ -147,10 +148,11 @@ def run_one(
     evals = 0
     best = math.inf
     by_iteration: dict[int, Record] = {}
+    line_searching = lbfgs and line_search not in (None, "none")
     emit(callback, Started(total=config.iterations, info={"optimizer": name, "lr": lr}))
 
     def closure() -> torch.Tensor:
-        nonlocal evals, best
+        nonlocal evals
         if cancel is not None and cancel.cancelled:
             run.records = [by_iteration[k] for k in sorted(by_iteration)]
             run.image = objective.to_image(x.detach())
@@ -163,7 +165,15 @@ def run_one(
         # iteration k's point is the one after k-1 updates (L-BFGS keeps its own count; the others one per call)
         it = opt.state[x].get("n_iter", 0) + 1 if lbfgs else len(by_iteration) + 1
         new = it not in by_iteration
-        by_iteration[it] = Record(name, it, total, dict(terms), watch(), evals)
+        if new and it - 1 in by_iteration:
+            # the previous iteration is over: judge its accepted point (a line search's trial points may
+            # legitimately overshoot, so they are never taken for divergence)
+            judge(by_iteration[it - 1].total)
+        record = Record(name, it, total, dict(terms), watch(), evals)
+        if not new and line_searching and by_iteration[it].total <= total:
+            # strong Wolfe accepts the lowest point it evaluated in an iteration: keep that loss, count the evals
+            record = Record(name, it, by_iteration[it].total, by_iteration[it].terms, watch(), evals)
+        by_iteration[it] = record
         if new:
             emit(
                 callback,
@@ -175,22 +185,34 @@ def run_one(
                     info={"optimizer": name, "func_evals": evals},
                 ),
             )
+        if not line_searching:
+            judge(total)
+        return loss
+
+    def judge(total: float) -> None:
+        nonlocal best
         reason = divergence(total, best) or ("" if torch.isfinite(x).all() else "image became non-finite")
         if reason:
             run.diverged, run.reason = True, reason
             raise _Stop
         best = min(best, total)
-        return loss
 
+    # tiny gradients (GD at a small rate on a small loss) go denormal and make every op ~20x slower on x86
+    flush = torch.set_flush_denormal(True)
     try:
         if lbfgs:
             opt.step(closure)
+            if line_searching and by_iteration:
+                judge(by_iteration[max(by_iteration)].total)
         else:
             for _ in range(config.iterations):
                 closure()
                 opt.step()
     except _Stop:
         pass
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
     run.records = [by_iteration[k] for k in sorted(by_iteration)]
     with torch.no_grad():
         finite = torch.nan_to_num(x.detach(), nan=0.0, posinf=255.0, neginf=0.0)
