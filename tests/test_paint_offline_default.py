@@ -1,0 +1,55 @@
+"""With no VGG file installed, ``impasto.paint`` paints with the MobileNetV2 and its recommended settings.
+
+A few dozen L-BFGS steps at 64 px on generated images (no files from ../shared): the run must say it used
+``mobilenetv2.magenta`` (not VGG), the style loss must fall by a large factor, and the painting's colours must
+move from the content photo's towards the style's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from impasto import api
+from impasto.nets import magenta
+
+
+def _content() -> Image.Image:
+    """A grey-blue "photo": a sky gradient over a darker ground with a pale block, 64x48."""
+    y, x = np.mgrid[0:48, 0:64].astype(np.float32)
+    img = np.empty((48, 64, 3), np.float32)
+    img[...] = (0.45 + 0.3 * (1 - y / 47))[..., None] * np.array([0.8, 0.9, 1.0], np.float32)
+    img[y > 30] = [0.25, 0.3, 0.3]
+    img[(y > 18) & (y < 36) & (x > 20) & (x < 40)] = [0.85, 0.85, 0.8]
+    return Image.fromarray((img * 255).astype(np.uint8))
+
+
+def _style() -> Image.Image:
+    """Warm diagonal brush-stroke stripes (orange, crimson, yellow), 64x64."""
+    y, x = np.mgrid[0:64, 0:64]
+    palette = np.array([[230, 120, 20], [170, 20, 40], [250, 210, 60]], np.uint8)
+    band = ((x + 2 * y) // 6 + (x // 16)) % 3
+    return Image.fromarray(palette[band])
+
+
+def _style_loss(record: dict[str, float]) -> float:
+    return sum(v for k, v in record.items() if k.startswith("style:"))
+
+
+def test_offline_default_paints_toward_the_style(fresh_home) -> None:  # noqa: ANN001
+    content, style = _content(), _style()
+    r = api.paint(content, style, image_size=64, num_iterations=40, seed=0, gpu="c", print_iter=0, save_iter=0)
+
+    assert r.model.startswith("mobilenetv2.magenta") and "not VGG" in r.model
+    # The network's recommendations were used (no VGG values), with its own layers.
+    assert r.config.style_weight == magenta.PAINT_DEFAULTS["style_weight"]
+    assert r.config.tv_weight == magenta.PAINT_DEFAULTS["tv_weight"]
+    assert {f"style:{n}" for n in magenta.DEFAULT_STYLE_LAYERS} <= set(r.losses[0])
+
+    first, last = _style_loss(r.losses[0]), _style_loss(r.losses[-1])
+    assert last < first / 50, (first, last)
+
+    mean = lambda img: np.asarray(img, np.float32).reshape(-1, 3).mean(0) / 255  # noqa: E731
+    painted = r.image[0].permute(1, 2, 0).numpy().reshape(-1, 3).mean(0)
+    to_style = np.linalg.norm(painted - mean(style))
+    assert to_style < 0.5 * np.linalg.norm(mean(content) - mean(style)), (painted, mean(content), mean(style))
