@@ -220,3 +220,30 @@ def test_unreadable_checkpoint_is_one_line(setup) -> None:  # noqa: ANN001
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="cannot read checkpoint"):
         paint(content, [style], cfg.replace(resume=True, checkpoint_path=str(bad)))
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+
+def test_cli_extras(setup, tmp_path, capsys) -> None:  # noqa: ANN001
+    from impasto.cli.main import main
+
+    d, cfg, content, style = setup
+    content.save(tmp_path / "c.png")
+    style.save(tmp_path / "s.png")
+    out = tmp_path / "out.png"
+    args = [
+        "-q", "paint", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"), "-o", str(out),
+        "--model-file", cfg.model_file, "--image-size", "48", "--gpu", "c", "--seed", "1", "--print-iter", "0",
+        "--save-iter", "0", "--num-iterations", "3",
+    ]  # fmt: skip
+    assert main([*args, "--scales", "24,48", "--fast", "--checkpoint-every", "2"]) == 0
+    assert out.exists() and (tmp_path / "out.png.ckpt").exists()
+    # Resuming a finished run with the same settings just writes the result again (no --overwrite needed).
+    assert main([*args, "--scales", "24,48", "--fast", "--checkpoint-every", "2", "--resume"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--scales", "auto", "--fast", "--checkpoint-every", "2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different settings (scales [24, 48] -> [48])" in err, err
+    assert main([*args, "--scales", "32,40"]) == 2
+    assert "the last scale must be image_size" in capsys.readouterr().err

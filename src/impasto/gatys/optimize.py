@@ -18,7 +18,19 @@ optimiser's last update is never evaluated, exactly as upstream).
 Events: Started, Progress every step (per-layer losses ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``;
 ``info["print"]`` is True on ``print_iter`` steps), Preview (a (3, H, W) image in [0, 1]) every ``save_iter``
 steps except the last, Finished. A CancelToken is checked before every evaluation: Cancelled(partial) carries the
-latest image (1, 3, H, W) in [0, 1]. No printing, no files.
+latest image (1, 3, H, W) in [0, 1]. No printing, no files (checkpoints go through a Checkpointer, see below).
+
+Extras beyond neural-style-pt, all off by default (a run without them is bit-identical to upstream):
+
+* ``fast``: :func:`evaluate` runs a bf16 channels_last copy of the network with fused fp32 losses
+  (:mod:`impasto.gatys.fastpath`);
+* ``scales``: coarse-to-fine painting, each scale re-prepared at its size and started from the previous result
+  upsampled (:func:`paint`);
+* ``checkpoint_every``/``resume``: snapshots handed to a :class:`~impasto.gatys.checkpoint.Checkpointer`. Why a
+  hook and not a callback event: a snapshot must hold the optimiser's state, which only the loop can see between
+  steps, and resuming must feed it back in before the first step -- a two-way exchange an event stream cannot do.
+  The loop builds plain tensors/dicts and never touches the disk; :mod:`impasto.gatys.checkpoint` owns the file
+  format and the atomic write, so a CLI, a test (in memory) or a web job choose where snapshots live.
 """
 
 from __future__ import annotations
