@@ -78,6 +78,7 @@ def worker(spec: dict) -> dict:
         optimizer=spec["optimizer"],
         fast=spec["fast"],
         scales=spec.get("scales"),
+        scale_iterations=spec.get("scale_iterations"),
         seed=1,
         print_iter=0,
         save_iter=0,
@@ -191,6 +192,9 @@ def main() -> int:
 
     import torch
 
+    sys.path.insert(0, str(ROOT / "src"))
+    from impasto.gatys.optimize import FAST_LBFGS_EXACT_STEPS
+
     report: dict = {
         "run": {
             "device": args.device,
@@ -199,6 +203,7 @@ def main() -> int:
             "optimizers": args.optimizers,
             "timed_iterations": iters,
             "warmup_iterations": args.warmup,
+            "fast_lbfgs_untimed_first_steps": FAST_LBFGS_EXACT_STEPS + 1,
             "weights": "random full-size VGG-19 (neural-style-pt format)" if args.weights is None else args.weights,
             "figure": None if args.no_figure else {"size": fig_size, "iterations": fig_iters},
             "torch": torch.__version__,
@@ -219,7 +224,9 @@ def main() -> int:
                 pair = {}
                 for fast in (False, True):  # back to back, so both see the same machine load
                     spec = {**base, **net_spec, "size": size, "optimizer": opt, "fast": fast}
-                    spec.update(iterations=iters + args.warmup, fp32_loss=True)
+                    if fast and opt == "lbfgs":  # its first FAST_LBFGS_EXACT_STEPS steps are exact fp32: untimed
+                        spec["warmup"] = max(args.warmup, FAST_LBFGS_EXACT_STEPS + 1)
+                    spec.update(iterations=iters + spec["warmup"], fp32_loss=True)
                     r = run_worker(spec)
                     r["net"] = net_name
                     pair[fast] = r
@@ -240,24 +247,33 @@ def main() -> int:
         from impasto.gatys.config import auto_scales
 
         scales = auto_scales(fig_size)
-        per_scale = max(1, fig_iters // len(scales))
+        # Coarse scales get half the iterations, the final one all of them; time-to-loss counts from the start.
+        scale_iters = [max(1, fig_iters // 2)] * (len(scales) - 1) + [fig_iters]
         runs = {
             "single_fp32": {"fast": False},
             "single_fast": {"fast": True},
-            "multiscale_fast": {"fast": True, "scales": ",".join(map(str, scales))},
+            "multiscale_fast": {
+                "fast": True,
+                "scales": ",".join(map(str, scales)),
+                "scale_iterations": ",".join(map(str, scale_iters)),
+            },
         }
-        fig: dict = {"size": fig_size, "iterations": fig_iters, "scales": list(scales), "runs": {}}
+        fig: dict = {
+            "size": fig_size,
+            "iterations": fig_iters,
+            "scales": list(scales),
+            "scale_iterations": scale_iters,
+            "runs": {},
+        }
         for name, extra in runs.items():
             spec = {**base, "size": fig_size, "optimizer": "lbfgs", "iterations": fig_iters, **extra}
-            if "scales" in extra:
-                spec["iterations"] = per_scale  # per scale: the same total as the single-scale runs (or fewer)
             r = run_worker({**spec, "curve": True, "fp32_loss": True})
             fig["runs"][name] = r
             print(
                 f"figure {name}: {r['total_wall_s']:.1f} s, final fp32 loss {r['final_loss_fp32']:.6g}", file=sys.stderr
             )
         target = fig["runs"]["single_fp32"]["final_loss_fp32"]
-        last_from = per_scale * (len(scales) - 1) + 1
+        last_from = sum(scale_iters[:-1]) + 1
         fig["target_loss"] = target
         fig["time_to_target_s"] = {
             "single_fp32": fig["runs"]["single_fp32"]["curve"][-1][1],
