@@ -121,7 +121,7 @@ class PaintConfig:
         "4,7,29",
         "where to split the network over the devices in gpu (indices as neural-style-pt counts, or layer names)",
     )
-    # --- impasto extras: off by default; implementations land later (see gatys.optimize) ------------------------
+    # --- impasto extras: off by default (see gatys.optimize, gatys.fastpath, gatys.checkpoint) --------------------
     scales: tuple[int, ...] | None = _f(
         None,
         "coarse-to-fine sizes ending at image_size, e.g. 128,181,256,362,512, or auto (steps of sqrt(2) from 128)",
@@ -131,8 +131,8 @@ class PaintConfig:
     )
     fast: bool = _f(False, "fast path: bf16 channels_last network where the hardware has it, losses in fp32")
     checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
-    checkpoint_path: str | None = _f(None, "where checkpoints go (default: beside the output)")
-    resume: bool = _f(False, "continue from the checkpoint at checkpoint_path")
+    checkpoint_path: str | None = _f(None, "checkpoint file (the CLI's default: OUT.ckpt beside the output)")
+    resume: bool = _f(False, "continue from the checkpoint at checkpoint_path (from the start if none yet)")
 
     def __post_init__(self) -> None:
         # Accept neural-style-pt spellings: "0,1" strings for lists, 0/1 for original_colors, ints for gpu.
