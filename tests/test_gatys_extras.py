@@ -183,6 +183,16 @@ def test_resume_equals_uninterrupted(setup, optimizer) -> None:  # noqa: ANN001
     assert whole.losses == resumed.losses
 
 
+def test_resume_with_line_search_in_memory(setup) -> None:  # noqa: ANN001
+    """strong_wolfe (several evaluations per step()) and an in-memory checkpointer (snapshots must not share the
+    optimiser's live tensors)."""
+    _, cfg, content, style = setup
+    cfg = cfg.replace(lbfgs_line_search="strong_wolfe", checkpoint_every=3)
+    whole = paint(content, [style], cfg, checkpointer=ck.MemoryCheckpointer())
+    resumed, _ = _interrupted_then_resumed(content, style, cfg, 7, ck.MemoryCheckpointer())
+    assert torch.equal(whole.raw, resumed.raw) and whole.losses == resumed.losses
+
+
 def test_resume_multi_scale_across_a_scale_boundary(setup) -> None:  # noqa: ANN001
     _, cfg, content, style = setup
     cfg = cfg.replace(scales="24,48", scale_iterations="6,6", checkpoint_every=6)

@@ -36,6 +36,7 @@ Extras beyond neural-style-pt, all off by default (a run without them is bit-ide
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
@@ -463,15 +464,24 @@ def _optimise(
                 "step": step,
                 "image": img.detach().cpu().clone(),
                 "evaluated": (final_raw if final_raw is not None else img.detach()).cpu().clone(),
-                "optimizer": optimizer.state_dict(),
+                # A deep copy: state_dict() shares the live tensors L-BFGS keeps updating in place.
+                "optimizer": copy.deepcopy(optimizer.state_dict()),
                 "history": [dict(h) for h in history],
             }
         )
 
+    saved_at = step
+    line_search = config.optimizer == "lbfgs" and config.lbfgs_line_search != "none"
     while step <= loop_val:
+        if stepwise and line_search:
+            # One iteration per step() leaves the line search torch's default budget of evaluations
+            # (max_eval = 5/4 max_iter would give it none), within what is left of upstream's 5/4 * iterations.
+            optimizer.param_groups[0]["max_eval"] = 1 + max(1, min(25, iterations * 5 // 4 - step))
         optimizer.step(closure)
-        if stepwise and ((every and step % every == 0) or step >= iterations):
+        # ">=": with a line search one step() may run several evaluations and jump past a multiple of ``every``.
+        if stepwise and ((every and step - saved_at >= every) or step >= iterations):
             save_checkpoint()
+            saved_at = step
 
     if config.optimizer == "lbfgs" and config.lbfgs_line_search != "none":
         final_raw = img.detach().clone()  # with a line search the accepted point need not be the last evaluated
