@@ -65,7 +65,9 @@ def _ort_baseline(sizes: list[int], repeats: int) -> dict[str, dict[str, float]]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     pred = ort.InferenceSession(str(files_for("magenta.predictor")[0]), opts, providers=["CPUExecutionProvider"])
-    tran = ort.InferenceSession(_any_size(files_for("magenta.transformer")[0]), opts, providers=["CPUExecutionProvider"])
+    tran = ort.InferenceSession(
+        _any_size(files_for("magenta.transformer")[0]), opts, providers=["CPUExecutionProvider"]
+    )
     multi = ort.InferenceSession(str(files_for("magenta.multistyle26")[0]), opts, providers=["CPUExecutionProvider"])
     style = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)
     vec = pred.run(None, {pred.get_inputs()[0].name: style})[0]
