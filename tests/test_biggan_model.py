@@ -129,7 +129,7 @@ def test_folder_problems(tmp_path, tiny) -> None:
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "config.json").write_text(json.dumps(bt.TINY))
     (tmp_path / "c" / "pytorch_model.bin").write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="not a readable"):
+    with pytest.raises(WeightsError, match="not a PyTorch state dict"):
         bf.check_biggan_dir(tmp_path / "c")
     assert bf.check_biggan_dir(tiny[0]) == BigGANConfig.from_dict(bt.TINY)
 

@@ -145,9 +145,17 @@ def transfer_luminance(stylized: torch.Tensor, original: torch.Tensor) -> torch.
     return ycbcr_to_rgb(torch.cat([s[:, :1], o[:, 1:]], dim=1)).clamp(0, 1)
 
 
-def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Validate where an output will go, before any work is done; returns it as a Path."""
+def check_output_path(
+    path: str | os.PathLike[str], *, overwrite: bool = False, allowed: tuple[str, ...] | None = None
+) -> Path:
+    """Validate where an output will go, before any work is done; returns it as a Path.
+
+    ``allowed``: the extensions accepted (default: the image formats impasto writes).
+    """
     p = Path(path)
+    if allowed is not None and p.suffix.lower() not in allowed:
+        ext = p.suffix.lower() or "(none)"
+        raise ConfigError(f"unsupported output extension {ext!r} in {p.name!r}; use {', '.join(allowed)}")
     if p.is_dir():
         raise ConfigError(f"output path {p} is a folder; give a file name such as {p / 'out.png'}")
     if not p.parent.exists():
@@ -155,7 +163,7 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool = False) 
     if p.exists() and not overwrite:
         raise ConfigError(f"{p} already exists; pass --overwrite to replace it")
     ext = p.suffix.lower()
-    if ext not in IMAGE_EXTENSIONS:
+    if allowed is None and ext not in IMAGE_EXTENSIONS:
         raise ConfigError(f"cannot tell the image format from {p.name!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     return p
 

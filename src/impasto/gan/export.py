@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..imaging import IMAGE_EXTENSIONS, atomic_write, save_image
+from ..imaging import IMAGE_EXTENSIONS, atomic_write, check_output_path, save_image
 
 ANIMATION_EXTENSIONS = (".gif", ".mp4")
 STILL_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS if e != ".gif")
@@ -48,19 +48,8 @@ def make_grid(images: torch.Tensor, ncol: int, padding: int = 2, fill: int = 255
 
 
 def check_output(path: str | os.PathLike[str], allowed: Sequence[str], overwrite: bool = False) -> Path:
-    """Validate an output path before any work: extension in ``allowed``, folder exists, not a folder, and no
-    existing file unless ``overwrite``. ConfigError (exit 2) with one sentence otherwise."""
-    p = Path(path)
-    ext = p.suffix.lower()
-    if ext not in allowed:
-        raise ConfigError(f"unsupported output extension {ext or '(none)'!r} in {p.name!r}; use {', '.join(allowed)}")
-    if p.is_dir():
-        raise ConfigError(f"output path {p} is a folder; give a file name")
-    if not p.parent.exists():
-        raise ConfigError(f"output folder {p.parent} does not exist")
-    if p.exists() and not overwrite:
-        raise ConfigError(f"{p} already exists; pass --overwrite to replace it")
-    return p
+    """Validate an output path before any work (see impasto.imaging.check_output_path)."""
+    return check_output_path(path, overwrite=overwrite, allowed=tuple(allowed))
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike[str], ncol: int, padding: int = 2) -> Path:

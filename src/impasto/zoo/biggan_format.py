@@ -84,17 +84,7 @@ def read_config(path: str | os.PathLike[str]) -> BigGANConfig:
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load a ``pytorch_model.bin`` safely (tensors only) on the CPU."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"BigGAN weights file not found: {p}")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{p} is not a readable PyTorch state dict ({first})") from None
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WeightsError(f"{p} does not hold a state dict of tensors")
-    return dict(sd)
+    return store.read_tensors(path)
 
 
 def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

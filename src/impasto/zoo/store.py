@@ -259,3 +259,31 @@ def import_files(name: str, source: str | os.PathLike[str], *, force: bool = Fal
     for p, fname in zip(src_files, ws.files, strict=True):
         _place(p, weights_dir(name) / fname, move=False)
     return files_for(ws)
+
+
+def read_tensors(path: str | os.PathLike[str], error: type[WeightsError] = WeightsError) -> dict:
+    """A ``torch.save``d mapping of names to tensors, read with ``weights_only=True`` on the CPU.
+
+    Anything else (missing file, pickled code, non-tensor entries) raises ``error`` with one sentence; torch's
+    advice to turn ``weights_only`` off is never passed on.
+    """
+    from collections.abc import Mapping
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in first:
+            first = "not a torch.save file of tensors; impasto never unpickles code (weights_only=True)"
+        raise error(f"{p} is not a PyTorch state dict impasto can read safely ({first[:200]})") from None
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
+        raise error(f"{p} does not hold a state dict (a mapping of names to tensors)")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise error(f"{p}: entry {bad[0]!r} is not a tensor; expected a plain state dict")
+    return dict(sd)

@@ -31,6 +31,7 @@ from ..nets.nin import NIN, NIN_CONV_GEOMETRY, NIN_CONV_NAMES
 from ..nets.vgg import VGG
 from . import registry
 from .registry import CAFFE_BGR, WeightSet
+from .store import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +88,8 @@ def _kernels(kind: str) -> list[int]:
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """A ``.pth`` state dict read with ``weights_only=True``; WeightsError for anything else."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"model file not found: {p}")
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Weights only load failed" in first:  # torch's long advice to turn safety off: not for users here
-            first = "not a torch.save file of tensors; impasto never unpickles code (weights_only=True)"
-        raise ModelLayoutError(f"{p} is not a PyTorch state dict impasto can read safely ({first[:200]})") from None
-    if not isinstance(sd, Mapping) or not all(isinstance(k, str) for k in sd):
-        raise ModelLayoutError(f"{p} does not hold a state dict (a mapping of names to tensors)")
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ModelLayoutError(f"{p}: entry {bad[0]!r} is not a tensor; expected a plain state dict")
-    return dict(sd)
+    """A ``.pth`` state dict read with ``weights_only=True``; ModelLayoutError (exit 2) for anything else."""
+    return read_tensors(path, ModelLayoutError)
 
 
 def detect_layout(
