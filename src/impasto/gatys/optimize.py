@@ -413,6 +413,9 @@ def _optimise(
             tolerance_grad=-1,
             history_size=config.lbfgs_num_correction,
             line_search_fn=None if config.lbfgs_line_search == "none" else config.lbfgs_line_search,
+            # with a line search, cap evaluations at the iterations asked for, so num_iterations=300 means 300
+            # steps (torch's default 5/4 budget ran 306); without one, evaluations = iterations as upstream
+            max_eval=None if config.lbfgs_line_search == "none" else iterations,
         )
         loop_val = iterations - 1 if stepwise else 1  # neural-style-pt: one optimizer.step() runs all iterations
     else:
@@ -475,8 +478,8 @@ def _optimise(
     while step <= loop_val:
         if stepwise and line_search:
             # One iteration per step() leaves the line search torch's default budget of evaluations
-            # (max_eval = 5/4 max_iter would give it none), within what is left of upstream's 5/4 * iterations.
-            optimizer.param_groups[0]["max_eval"] = 1 + max(1, min(25, iterations * 5 // 4 - step))
+            # (max_eval = 5/4 max_iter would give it none), within what is left of the run's evaluations.
+            optimizer.param_groups[0]["max_eval"] = 1 + max(1, min(25, iterations - step))
         optimizer.step(closure)
         # ">=": with a line search one step() may run several evaluations and jump past a multiple of ``every``.
         if stepwise and ((every and step - saved_at >= every) or step >= iterations):

@@ -115,6 +115,7 @@ def make_optimizer(
             tolerance_grad=-1,
             tolerance_change=-1,
             line_search_fn=None if line_search in (None, "none") else line_search,
+            max_eval=None if line_search in (None, "none") else lbfgs_iterations,  # as impasto paint caps it
         ),
     }
     return factories[base_name(name)]()
