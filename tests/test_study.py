@@ -195,3 +195,35 @@ def test_cli_bad_input(files, capsys, extra, words):  # noqa: ANN001
     )
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1
+
+
+def test_preset_writes_each_experiment_and_an_index(files, monkeypatch, capsys):  # noqa: ANN001
+    from impasto.study import presets
+
+    d, weights, _, _ = files
+    tiny = (
+        presets.Experiment("a-all", "two optimisers", 32, 3, ("adam", "lbfgs")),
+        presets.Experiment("b-rates", "adam at two rates", 24, 2, ("adam@1", "adam@10")),
+    )
+    monkeypatch.setitem(presets.PRESETS, "seed-study", tiny)
+    out = d / "preset"
+    argv = ["compare-optimizers", str(d / "content.png"), str(d / "style.png"), "--model-file", weights,
+            "--preset", "seed-study", "-o", str(out), "--device", "cpu", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    index = (out / "index.html").read_text()
+    for exp in tiny:
+        assert (out / exp.folder / "losses.csv").exists() and (out / exp.folder / "results.png").exists()
+        assert f"{exp.folder}/loss_vs_iteration.png" in index and exp.title in index
+    summary = json.loads((out / "b-rates" / "summary.json").read_text())
+    assert set(summary["optimizers"]) == {"adam@1", "adam@10"} and summary["size"][0] == 24
+    assert {v["lr"] for v in summary["optimizers"].values()} == {1.0, 10.0}
+    assert main(argv) == 2  # the folder now holds results: refused without --overwrite
+
+
+def test_the_seed_study_preset_is_the_six_experiments():
+    from impasto.study.presets import SEED_STUDY
+
+    assert len(SEED_STUDY) == 6
+    assert {e.size for e in SEED_STUDY} == {300, 600}
+    assert {e.iterations for e in SEED_STUDY} == {100, 500, 1000}
+    assert ("adam@1", "adam@10") in [e.optimizers for e in SEED_STUDY]
