@@ -102,9 +102,12 @@ def test_neural_style_compat_naming_and_report(files, tmp_path, capsys) -> None:
     stdout = capsys.readouterr().out
     assert "Iteration 2 / 4" in stdout and "  Content 1 loss: " in stdout and "  Style 5 loss: " in stdout
     assert "  Total loss: " in stdout
-    # like neural-style-pt it replaces its outputs, but says so first
+    # a rerun of the same command line works, and the previous outputs are kept aside, not destroyed
+    before = out.read_bytes()
     assert main(_ns_args(d, weights, out)) == 0
-    assert "will replace existing" in capsys.readouterr().err
+    assert "kept the existing" in capsys.readouterr().err
+    assert (tmp_path / "out.~1~.png").read_bytes() == before and out.exists()
+    assert (tmp_path / "out_2.~1~.png").exists()
 
 
 @pytest.mark.parametrize(

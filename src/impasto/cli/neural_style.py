@@ -14,9 +14,10 @@ Where it differs, on purpose:
   when that file is not there (``vgg19.caffe``, else the offline MobileNetV2 -- which is said on stderr).
 * ``-content_layers``/``-style_layers`` left at their defaults mean "the network's defaults", which for VGG are
   upstream's; for NIN upstream's VGG names would not exist.
-* Output files: like neural-style-pt, existing files are replaced (scripts rerun the same command line), but
-  impasto first checks that the output folder exists and the extension is an image format, and names every
-  existing file it is about to replace on stderr before the run starts. ``impasto paint`` refuses instead.
+* Output files: the same names as neural-style-pt, and a rerun of the same command line works, but an existing
+  output is never destroyed: before the run starts it is moved aside to ``out.~1~.png`` (the first free number)
+  and named on stderr. impasto also checks first that the output folder exists and the extension is an image
+  format. ``impasto paint`` refuses instead (unless ``--overwrite``).
 * Images are read with impasto's loader: EXIF orientation applied, transparency composited on white (upstream
   ignores the orientation tag and drops alpha). Identical for ordinary RGB files.
 * Ctrl-C stops after the current step and saves the latest image to ``-output_image``.
@@ -128,6 +129,15 @@ def _gpu(value: Any) -> str:
     return text
 
 
+def _backup(path: Path) -> Path:
+    """Move ``path`` aside to the first free ``stem.~N~.ext`` (numbered, like GNU backups) and return it."""
+    n = 1
+    while (dest := path.with_name(f"{path.stem}.~{n}~{path.suffix}")).exists():
+        n += 1
+    os.replace(path, dest)
+    return dest
+
+
 def _check_outputs(final: Path, steps: dict[int, Path]) -> list[Path]:
     if final.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ConfigError(f"cannot tell the image format from -output_image {str(final)!r}; use .png or .jpg")
@@ -205,9 +215,10 @@ def run(args: argparse.Namespace) -> int:
     config.validate(num_styles=len(styles))
     final, steps = output_paths(args.output_image, config.num_iterations, config.save_iter)
     existing = _check_outputs(final, steps)
-    if existing and not quiet:
-        names = ", ".join(str(p) for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
-        print(f"impasto: will replace existing {names} (as neural-style-pt does)", file=sys.stderr)
+    for old in existing:  # the command line stays neural-style-pt's, but nothing the user had is lost
+        kept = _backup(old)
+        if not quiet:
+            print(f"impasto: kept the existing {old} as {kept} (neural-style-pt would overwrite it)", file=sys.stderr)
 
     keep_colors = bool(args.original_colors)
     colour_source: dict[str, Any] = {}
