@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..events import Event, Progress, Started
-from ..imaging import IMAGE_EXTENSIONS, check_output_path
+from ..imaging import check_output_path
 
 
 def float_list(text: str) -> list[float]:
@@ -18,16 +18,6 @@ def float_list(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
@@ -61,11 +51,6 @@ def plan_outputs(
         seen[dest] = src
         check_output_path(dest, overwrite=overwrite)
     return paths
-
-
-def suffix_ok(path: str, allowed: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
-    if Path(path).suffix.lower() not in allowed:
-        raise ConfigError(f"unsupported output extension in {path!r}; use one of {', '.join(allowed)}")
 
 
 def progress_bar(

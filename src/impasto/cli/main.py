@@ -43,11 +43,6 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def register_optional(name: str, module: str, help_text: str) -> None:
-    """Add a subcommand (used by modules that land later; keeps this table the one place to look)."""
-    COMMANDS[name] = (module, help_text)
-
-
 def _load(name: str):  # noqa: ANN202
     return importlib.import_module(f"impasto.cli.{COMMANDS[name][0]}")
 

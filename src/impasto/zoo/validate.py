@@ -52,7 +52,3 @@ def check_format(ws: WeightSet, paths: list[Path]) -> None:
         return
     checker(ws, paths)
 
-
-def register_checker(fmt: str, checker: Callable[[WeightSet, list[Path]], None]) -> None:
-    """Add a checker for a new upstream format (tests use this for made-up formats)."""
-    CHECKERS[fmt] = checker
