@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 import impasto
+import impasto.media
 from impasto import api
 
 PRESETS = {"preset3": "3", "preset7": "7", "preset19": "19", "blend-5-13": "5:0.5,13:0.5"}
@@ -83,23 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     photo = _skimage("astronaut")  # 512x512 photo bundled with scikit-image
-    impasto.imaging.save_image(photo, out / "astronaut.png")
+    impasto.media.save_image(photo, out / "astronaut.png")
     styles = {"swirl": swirl_painting(), "mosaic": mosaic_painting()}
     for name, img in styles.items():
-        impasto.imaging.save_image(img, out / f"style_{name}.png")
+        impasto.media.save_image(img, out / f"style_{name}.png")
     written: list[Path] = []
     t0 = time.perf_counter()
     for tag, spec in PRESETS.items():
         img = api.stylize(photo, preset=spec, size=args.size)
-        written.append(impasto.imaging.save_image(img, out / f"astronaut_{tag}.png"))
+        written.append(impasto.media.save_image(img, out / f"astronaut_{tag}.png"))
     for tag, style in styles.items():
         img = api.stylize(photo, styles=[style], size=args.size)
-        written.append(impasto.imaging.save_image(img, out / f"astronaut_{tag}.png"))
+        written.append(impasto.media.save_image(img, out / f"astronaut_{tag}.png"))
     img = api.stylize(
         photo, styles=list(styles.values()), style_weights=[0.5, 0.5], size=args.size, preserve_color=True
     )
-    written.append(impasto.imaging.save_image(img, out / "astronaut_swirl+mosaic_preserve-color.png"))
-    written.append(impasto.imaging.save_image(api.preset_sheet(photo, tile=160), out / "presets_sheet.png"))
+    written.append(impasto.media.save_image(img, out / "astronaut_swirl+mosaic_preserve-color.png"))
+    written.append(impasto.media.save_image(api.preset_sheet(photo, tile=160), out / "presets_sheet.png"))
     for p in written:
         print(p)
     print(f"{len(written)} images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from impasto import media
 from impasto.errors import Cancelled, ConfigError, UnknownModelError
 from impasto.events import CancelToken, Finished, Progress, Started
 from impasto.gan import (
@@ -148,8 +149,8 @@ def _frames(n: int) -> list[Image.Image]:
 
 
 def test_gif_frame_count_loop_and_bounce(tmp_path) -> None:
-    export.save_gif(_frames(5), tmp_path / "a.gif", duration_ms=80)
-    export.save_gif(_frames(5), tmp_path / "b.gif", bounce=True, loop=False)
+    media.save_gif(_frames(5), tmp_path / "a.gif", duration_ms=80)
+    media.save_gif(_frames(5), tmp_path / "b.gif", bounce=True, loop=False)
     with Image.open(tmp_path / "a.gif") as im:
         assert im.n_frames == 5 and im.info.get("loop") == 0 and im.info["duration"] == 80
     with Image.open(tmp_path / "b.gif") as im:
@@ -157,7 +158,7 @@ def test_gif_frame_count_loop_and_bounce(tmp_path) -> None:
 
 
 def test_mp4_decodes_with_the_right_frame_count(tmp_path) -> None:
-    path = export.save_mp4(_frames(6), tmp_path / "a.mp4", fps=12)  # odd-free width, even height
+    path = media.save_mp4(_frames(6), tmp_path / "a.mp4", fps=12)  # odd-free width, even height
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     frames = list(reader)
@@ -167,12 +168,12 @@ def test_mp4_decodes_with_the_right_frame_count(tmp_path) -> None:
 
 def test_grid_layout_and_output_checks(tmp_path) -> None:
     images = torch.zeros(6, 3, 16, 16)
-    grid = export.make_grid(images, ncol=3, padding=2)
+    grid = export.grid_of(images, ncol=3, padding=2)
     assert grid.size == (3 * 16 + 4 * 2, 2 * 16 + 3 * 2)
     assert grid.getpixel((0, 0)) == (255, 255, 255) and grid.getpixel((2, 2)) == (128, 128, 128)
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(ConfigError, match="already exists"):
-        export.check_output(tmp_path / "x.png", export.STILL_EXTENSIONS)
+        media.check_output_path(tmp_path / "x.png", allowed=media.STILL_EXTENSIONS)
     with pytest.raises(ConfigError, match="unsupported output extension"):
-        export.check_output(tmp_path / "x.avi", export.ANIMATION_EXTENSIONS)
-    assert export.check_output(tmp_path / "x.png", export.STILL_EXTENSIONS, overwrite=True).name == "x.png"
+        media.check_output_path(tmp_path / "x.avi", allowed=media.ANIMATION_EXTENSIONS)
+    assert media.check_output_path(tmp_path / "x.png", allowed=media.STILL_EXTENSIONS, overwrite=True).name == "x.png"

@@ -45,7 +45,7 @@ def _one_line_error(capsys, code, expected_code, *words):  # noqa: ANN001, ANN20
         (["photo.png", "--style", "style.png", "--style-weights", "0"], 2, ["add up"]),
         (["photo.png", "--style", "style.png", "--style-weights", "1,1"], 2, ["one weight per style"]),
         (["photo.png", "--preset", "3", "--strength", "1.5"], 2, ["between 0 and 1"]),
-        (["photo.png", "--preset", "3", "--out-dir", "nope"], 2, ["does not exist"]),
+        (["photo.png", "--preset", "3", "--out-dir", "photo.png"], 2, ["is a file"]),
         (["photo.png", "--preset", "3", "-o", "."], 2, ["is a folder"]),
         (["photo.png", "--preset", "3", "-o", "exists.png"], 2, ["--overwrite"]),
         (["photo.png"], 2, ["--style", "--preset"]),

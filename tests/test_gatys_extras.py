@@ -120,7 +120,7 @@ def test_multi_scale(setup) -> None:  # noqa: ANN001
     result = paint(content, [style], cfg, callback=events.append)
     assert result.image.shape == (1, 3, 36, 48) and result.steps == 15 and len(result.losses) == 15
     started = [e for e in events if isinstance(e, Started)]
-    assert len(started) == 1 and started[0].total == 15 and started[0].info["scales"] == [24, 34, 48]
+    assert len(started) == 1 and started[0].total == 15 and list(started[0].info["scales"]) == [24, 34, 48]
     progress = [e for e in events if isinstance(e, Progress)]
     assert [e.step for e in progress] == list(range(1, 16)) and {e.total for e in progress} == {15}
     assert [e.info["scale"] for e in progress] == [24] * 6 + [34] * 5 + [48] * 4

@@ -11,16 +11,8 @@ import torch
 from PIL import Image
 
 from impasto.errors import ConfigError, ImageError
-from impasto.imaging import (
-    check_output_path,
-    load_image,
-    pil_to_tensor,
-    rgb_to_ycbcr,
-    save_image,
-    tensor_to_pil,
-    transfer_luminance,
-    ycbcr_to_rgb,
-)
+from impasto.imaging import load_image, pil_to_tensor, rgb_to_ycbcr, transfer_luminance, ycbcr_to_rgb
+from impasto.media import check_output_path, save_image, tensor_to_pil
 
 
 def _png_header_only(path, width, height):  # noqa: ANN001, ANN202

@@ -9,22 +9,47 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import Cancelled
 
 
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A read-only copy of ``mapping`` (nested dicts and lists frozen too), so an event never aliases a run's
+    mutable state: changing the run's history later cannot change an event already delivered, and a callback
+    cannot change the run."""
+    if not mapping:
+        return MappingProxyType({})
+    return MappingProxyType({k: _frozen_value(v) for k, v in mapping.items()})
+
+
+def _frozen_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _frozen(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen_value(v) for v in value)
+    return value
+
+
 @dataclass(frozen=True)
 class Started:
-    """A run began. ``total`` is the number of steps planned (0 when unknown)."""
+    """A run began. ``total`` is the number of steps planned (0 when unknown); ``info`` says what runs where
+    (``model``, ``device``, ...)."""
 
     total: int = 0
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "info", _frozen(self.info))
+
 
 @dataclass(frozen=True)
 class Progress:
-    """Step ``step`` of ``total`` done; ``losses`` maps a term name to its value; ``elapsed`` in seconds."""
+    """Step ``step`` of ``total`` done; ``losses`` maps a term name to its value; ``elapsed`` in seconds.
+
+    ``losses`` and ``info`` are read-only copies made when the event is created.
+    """
 
     step: int
     total: int
@@ -32,13 +57,27 @@ class Progress:
     elapsed: float = 0.0
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "losses", _frozen(self.losses))
+        object.__setattr__(self, "info", _frozen(self.info))
+
 
 @dataclass(frozen=True)
 class Preview:
-    """An intermediate image at ``step``: ``image`` is a PIL image or a (3, H, W) tensor in [0, 1]."""
+    """An image at ``step``, the same type for every method: ``image`` is an RGB ``PIL.Image.Image``.
+
+    ``raw`` is the same picture as a float tensor (3, H, W) in [0, 1] where the method has one (painting), for
+    callers that convert to 8 bits their own way (neural-style-pt truncates); None otherwise. ``info`` says what
+    the image is (e.g. ``{"index": i}`` for the i-th image of a folder).
+    """
 
     step: int
     image: Any
+    raw: Any = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "info", _frozen(self.info))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Images in and out: load (EXIF orientation, alpha, bomb checks), save atomically, PIL <-> tensor, colour.
+"""Images in: load (EXIF orientation, alpha, bomb checks), PIL <-> tensor, colour. Writing is :mod:`impasto.media`.
 
 Tensors here are ``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], RGB, unless a docstring says otherwise.
 """
@@ -6,7 +6,6 @@ Tensors here are ``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1], RGB, unless 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ConfigError, ImageError
+from .media import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_PIXELS = 40_000 * 40_000 // 4  # 400 megapixels: beyond this we refuse, as a decompression bomb
 MIN_SIDE = 2
 
@@ -106,14 +105,6 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> PIL RGB (values clamped, rounded)."""
-    if x.dim() == 4:
-        x = x[0]
-    arr = (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr)
-
-
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB in [0, 1] -> YCbCr (JPEG/ITU-R BT.601 full range, Cb/Cr centred on 0.5)."""
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
@@ -143,64 +134,3 @@ def transfer_luminance(stylized: torch.Tensor, original: torch.Tensor) -> torch.
         )
     s, o = rgb_to_ycbcr(stylized), rgb_to_ycbcr(original)
     return ycbcr_to_rgb(torch.cat([s[:, :1], o[:, 1:]], dim=1)).clamp(0, 1)
-
-
-def check_output_path(
-    path: str | os.PathLike[str], *, overwrite: bool = False, allowed: tuple[str, ...] | None = None
-) -> Path:
-    """Validate where an output will go, before any work is done; returns it as a Path.
-
-    ``allowed``: the extensions accepted (default: the image formats impasto writes).
-    """
-    p = Path(path)
-    if allowed is not None and p.suffix.lower() not in allowed:
-        ext = p.suffix.lower() or "(none)"
-        raise ConfigError(f"unsupported output extension {ext!r} in {p.name!r}; use {', '.join(allowed)}")
-    if p.is_dir():
-        raise ConfigError(f"output path {p} is a folder; give a file name such as {p / 'out.png'}")
-    if not p.parent.exists():
-        raise ConfigError(f"output folder {p.parent} does not exist")
-    if p.exists() and not overwrite:
-        raise ConfigError(f"{p} already exists; pass --overwrite to replace it")
-    ext = p.suffix.lower()
-    if allowed is None and ext not in IMAGE_EXTENSIONS:
-        raise ConfigError(f"cannot tell the image format from {p.name!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    return p
-
-
-def atomic_write(path: str | os.PathLike[str], write) -> Path:  # noqa: ANN001 - write(tmp_path) callable
-    """Call ``write(tmp_path)`` for a temporary file beside ``path`` then rename it into place.
-
-    An interrupted run never leaves a torn file at ``path``; the temporary file is removed on failure.
-    """
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix + ".part", dir=p.parent or ".")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished output gets the usual permissions
-        write(Path(tmp))
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike[str]) -> Path:
-    """Write ``img`` to ``path`` atomically; the format follows the extension."""
-    pil = tensor_to_pil(img) if isinstance(img, torch.Tensor) else img
-    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"cannot tell the image format from {Path(path).name!r}")
-    if fmt == "JPEG":
-        return atomic_write(path, lambda t: pil.save(t, format=fmt, quality=95))
-    return atomic_write(path, lambda t: pil.save(t, format=fmt))

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import api
 from ..errors import ConfigError
 from ..events import Event, Progress, Started
-from ..imaging import atomic_write, save_image
+from ..media import atomic_write, save_image
 from ..study import report
 from ..study.presets import PRESETS
 from ..study.records import OPTIMIZERS

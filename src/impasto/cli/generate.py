@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from .. import api
 from ..errors import Cancelled, ConfigError
-from ..events import CancelToken
-from .common import add_device, add_overwrite, progress_bar
+from ..media import STILL_EXTENSIONS, check_output_path, save_image, slug
+from .common import ProgressBar, add_device, add_overwrite, cancel_on_sigint
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -27,27 +23,6 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
     add_device(p)
     add_overwrite(p)
-
-
-@contextlib.contextmanager
-def cancel_on_sigint() -> Iterator[CancelToken]:
-    """A CancelToken set by the first Ctrl-C (the run stops after the current batch and keeps what it has); a
-    second Ctrl-C interrupts at once."""
-    token = CancelToken()
-    if threading.current_thread() is not threading.main_thread():
-        yield token
-        return
-
-    def handler(signum, frame):  # noqa: ANN001, ANN202, ARG001
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield token
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def model_source(args: argparse.Namespace) -> str:
@@ -72,36 +47,36 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..gan.classes import name_of, resolve
-    from ..gan.export import STILL_EXTENSIONS, check_output, save_each, save_grid, slug
+    from ..gan.export import grid_of, to_pil
 
     if not args.output and not args.each:
         raise ConfigError("give -o/--output GRID.png and/or --each DIR")
     indices = [resolve(c) for c in args.classes]  # unknown class -> exit 2 with suggestions, before any work
-    grid = check_output(args.output, STILL_EXTENSIONS, args.overwrite) if args.output else None
+    grid = check_output_path(args.output, overwrite=args.overwrite, allowed=STILL_EXTENSIONS) if args.output else None
     each = Path(args.each) if args.each else None
     if each is not None:
         if each.exists() and not each.is_dir():
             raise ConfigError(f"--each {each} is a file, not a folder")
         if not each.parent.exists():
             raise ConfigError(f"folder {each.parent} does not exist")
-    callback, close = progress_bar(args.quiet, unit="batch", desc="generate")
+    bar = ProgressBar(args.quiet, unit="batch", desc="generate")
     try:
-        with cancel_on_sigint() as token:
+        with cancel_on_sigint("this batch") as token:
             result = api.generate(
                 indices, samples=args.samples, truncation=args.truncation, seed=args.seed, model=model_source(args),
                 device=args.device, precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size,
-                callback=callback, cancel=token,
+                callback=bar, cancel=token,
             )  # fmt: skip
     except Cancelled as exc:  # Ctrl-C: keep the samples made so far in the grid, then exit 130
         partial = exc.partial
         if grid is not None and partial is not None and partial.images.shape[0]:
-            print(save_grid(partial.images, grid, ncol=partial.samples))
+            print(save_image(grid_of(partial.images, ncol=partial.samples), grid))
         raise
     finally:
-        close()
+        bar.close()
     written = []
     if grid is not None:
-        written.append(save_grid(result.images, grid, ncol=result.samples))
+        written.append(save_image(grid_of(result.images, ncol=result.samples), grid))
     if each is not None:
         names = [
             f"{c:03d}-{slug(name_of(c))}-seed{result.seed}-{j}.png"
@@ -112,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if clash and not args.overwrite:
             raise ConfigError(f"{each / clash[0]} already exists; pass --overwrite to replace it")
         each.mkdir(exist_ok=True)
-        written.extend(save_each(result.images, each, names))
+        written.extend(save_image(im, each / n) for im, n in zip(to_pil(result.images), names, strict=True))
     if not args.quiet and args.seed is None:
         print(f"seed {result.seed}")
     for path in written[:1] if each is None else written:

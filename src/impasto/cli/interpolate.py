@@ -9,8 +9,9 @@ import torch
 
 from .. import api
 from ..errors import Cancelled, ConfigError
-from .common import progress_bar
-from .generate import add_model_options, cancel_on_sigint, model_source
+from ..media import ANIMATION_EXTENSIONS, STILL_EXTENSIONS, check_output_path, save_animation, save_image
+from .common import ProgressBar, cancel_on_sigint
+from .generate import add_model_options, model_source
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -31,19 +32,17 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..gan.classes import resolve
-    from ..gan.export import ANIMATION_EXTENSIONS, STILL_EXTENSIONS, check_output
-
     a, b = resolve(args.from_class), resolve(args.to_class)
-    dest = check_output(args.output, ANIMATION_EXTENSIONS + STILL_EXTENSIONS, args.overwrite)
+    dest = check_output_path(args.output, overwrite=args.overwrite, allowed=ANIMATION_EXTENSIONS + STILL_EXTENSIONS)
     if not args.fps > 0:
         raise ConfigError(f"--fps must be positive; got {args.fps:g}")
-    callback, close = progress_bar(args.quiet, unit="batch", desc="interpolate")
+    bar = ProgressBar(args.quiet, unit="batch", desc="interpolate")
     try:
-        with cancel_on_sigint() as token:
+        with cancel_on_sigint("this batch") as token:
             result = api.interpolate(
                 a, b, seed_from=args.seed_from, seed_to=args.seed_to, steps=args.steps, samples=args.samples,
                 truncation=args.truncation, slerp=args.slerp, model=model_source(args), device=args.device,
-                precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size, callback=callback,
+                precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size, callback=bar,
                 cancel=token,
             )  # fmt: skip
     except Cancelled as exc:  # Ctrl-C: write the frames made so far, then exit 130
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             print(dest)
         raise
     finally:
-        close()
+        bar.close()
     _write(result.frames, dest, args)
     if not args.quiet and args.seed_from is None:
         print(f"seed-from {result.seed_from}")
@@ -63,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
 def _write(frames: torch.Tensor, dest: Path, args: argparse.Namespace) -> None:
     """frames (steps, samples, 3, H, W) in [-1, 1] -> an animation (a frame = the samples side by side) or a
     grid (a row per sample, a column per step)."""
-    from ..gan.export import ANIMATION_EXTENSIONS, make_grid, save_animation, save_grid
+    from ..gan.export import grid_of
 
     if dest.suffix.lower() in ANIMATION_EXTENSIONS:
-        pictures = [make_grid(f, ncol=f.shape[0]) for f in frames]  # one frame: the samples side by side
+        pictures = [grid_of(f, ncol=f.shape[0]) for f in frames]  # one frame: the samples side by side
         save_animation(pictures, dest, fps=args.fps, bounce=args.bounce, loop=not args.no_loop)
     else:
         grid = frames.transpose(0, 1).reshape(-1, *frames.shape[2:])  # (samples*steps, 3, H, W): a row per sample
-        save_grid(torch.as_tensor(grid), dest, ncol=frames.shape[0])
+        save_image(grid_of(torch.as_tensor(grid), ncol=frames.shape[0]), dest)

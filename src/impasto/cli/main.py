@@ -87,6 +87,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("impasto: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError, RuntimeError) as exc:
+        line = outside_failure(exc)
+        if line is None or debug:
+            raise
+        print(f"impasto: error: {line}", file=sys.stderr)
+        return 1
+
+
+def outside_failure(exc: BaseException) -> str | None:
+    """One line for a failure from outside impasto (disk full, folder not writable, out of memory), or None for a
+    bug (which keeps its traceback)."""
+    if type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc)):
+        return (
+            "the device ran out of memory; try a smaller --size/--image-size, --fast, fewer --batch-size images, "
+            "or --device cpu"
+        )
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller --size/--image-size or --batch-size"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
 
 
 def entry() -> None:

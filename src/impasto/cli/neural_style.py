@@ -37,7 +37,7 @@ from PIL import Image
 from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
 from ..events import Progress, Started
-from ..imaging import IMAGE_EXTENSIONS, save_image, tensor_to_pil
+from ..media import IMAGE_EXTENSIONS, save_image, tensor_to_pil
 from ..zoo.registry import CAFFE_BGR
 
 _UNSET = object()

@@ -21,7 +21,7 @@ from typing import Any
 from ..devices import keep_freed_memory
 from ..errors import Cancelled
 from ..events import Event, Finished, Preview, Progress, Started
-from ..imaging import check_output_path, save_image
+from ..media import check_output_path, save_image
 
 # Fields with their own CLI spelling (positional / special handling).
 _SKIP = {"init_image"}

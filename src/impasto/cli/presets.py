@@ -6,7 +6,8 @@ import argparse
 
 from .. import api
 from ..devices import keep_freed_memory
-from ..imaging import check_output_path, load_image, save_image
+from ..imaging import load_image
+from ..media import check_output_path, save_image
 from .common import add_device, add_overwrite
 
 

@@ -9,8 +9,9 @@ from .. import api
 from ..devices import keep_freed_memory
 from ..errors import ConfigError
 from ..events import Event, Preview
-from ..imaging import expand_inputs, save_image
-from .common import add_device, add_overwrite, float_list, plan_outputs, progress_bar
+from ..imaging import expand_inputs
+from ..media import save_image
+from .common import ProgressBar, add_device, add_overwrite, float_list, plan_outputs
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.content)
     keep_freed_memory()  # this process is about to render images: reuse big blocks (see devices)
     outputs = plan_outputs(inputs, args.output, args.out_dir, "stylized", args.overwrite)
-    bar, close = progress_bar(args.quiet or len(inputs) == 1)
+    bar = ProgressBar(args.quiet or len(inputs) == 1, unit="img")
 
     def on_event(event: Event) -> None:
         if isinstance(event, Preview):
@@ -65,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
             callback=on_event,
         )
     finally:
-        close()
+        bar.close()
     return 0

@@ -19,7 +19,8 @@ from PIL import Image
 
 from ..devices import resolve_device
 from ..errors import ConfigError, UnknownModelError
-from ..imaging import pil_to_tensor, resize, tensor_to_pil, transfer_luminance
+from ..imaging import pil_to_tensor, resize, transfer_luminance
+from ..media import tensor_to_pil
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,18 +55,10 @@ class FileCheckpointer:
         self.path = Path(path)
 
     def save(self, state: dict[str, Any]) -> None:
+        from ..media import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with _suppress_os_error():
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
         log.debug("checkpoint written to %s (step %s)", self.path, state.get("step"))
 
     def load(self) -> dict[str, Any] | None:
@@ -96,14 +87,6 @@ class MemoryCheckpointer:
 
     def load(self) -> dict[str, Any] | None:
         return self.state
-
-
-class _suppress_os_error:  # noqa: N801 - used like contextlib.suppress
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
 
 
 def settings(config: Any) -> dict[str, Any]:

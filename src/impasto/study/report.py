@@ -119,7 +119,8 @@ def loss_plot(result: StudyResult, x: str = "iteration") -> bytes:
 
 def results_grid(result: StudyResult, columns: int = 3, tile: int = 256) -> Image.Image:
     """The final images side by side, each labelled with its optimiser and final loss."""
-    from ..imaging import fit_size, resize, tensor_to_pil
+    from ..imaging import fit_size, resize
+    from ..media import tensor_to_pil
 
     runs = [r for r in result.runs if r.image is not None]
     if not runs:

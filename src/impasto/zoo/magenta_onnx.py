@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -256,15 +255,9 @@ def convert_onnx(path: str | os.PathLike[str], kind: str) -> dict[str, torch.Ten
 def _save_atomic(state: dict[str, torch.Tensor], target: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache file is fine to share
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..media import atomic_write
+
+    atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 def converted_state(name: str, kind: str) -> dict[str, torch.Tensor]:

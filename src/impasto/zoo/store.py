@@ -136,22 +136,13 @@ def verify(name: str) -> list[str]:
 
 
 def _place(src: Path, dest: Path, *, move: bool) -> None:
-    """Put ``src`` at ``dest`` atomically (temp file in the destination folder + rename)."""
+    """Put ``src`` at ``dest`` atomically (the one atomic writer: temp file in the destination folder + rename)."""
     import shutil
-    import tempfile
+
+    from ..media import atomic_write
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        if move:
-            shutil.move(str(src), tmp)
-        else:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: shutil.move(str(src), tmp) if move else shutil.copyfile(src, tmp))
 
 
 def download(
