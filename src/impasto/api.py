@@ -14,6 +14,7 @@ from PIL import Image
 from .errors import ConfigError
 from .events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from .imaging import load_image
+from .modelcache import ModelCache
 
 if TYPE_CHECKING:
     from .gatys.config import PaintConfig
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     from .study.records import StudyResult
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
+
+# The loaded networks of this process when a caller passes no ``models=``: a one-shot command uses it and exits; a
+# long-lived process makes its own ModelCache and releases it (``release_models()`` empties this one).
+default_models = ModelCache()
+
+
+def release_models() -> None:
+    """Free every network the default cache holds (GPU memory included)."""
+    default_models.release()
 
 
 def _as_image(item: ImageInput) -> Image.Image:
