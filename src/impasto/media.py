@@ -109,10 +109,23 @@ def stray_parts(folder: str | os.PathLike[str]) -> list[Path]:
 # --- checks before the work -------------------------------------------------------------------------------------
 
 
-def check_writable(folder: str | os.PathLike[str]) -> Path:
-    """Raise ImageError unless a file can be created in ``folder`` (tried for real, then removed).
+MIN_FREE_BYTES = 256 * 1024  # a folder with less free space than this is full for any image impasto writes
 
-    Called before a long run starts, so a read-only or missing folder is found before the work, not after.
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged writer may still use in ``folder``'s file system (None where unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def check_writable(folder: str | os.PathLike[str], *, need_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Raise ImageError unless a file can be created in ``folder`` (tried for real, then removed) and its file
+    system has ``need_bytes`` free.
+
+    Called before a long run starts, so a read-only, missing or full folder is found before the work, not after.
     """
     p = Path(folder) if str(folder) else Path(".")
     if not p.is_dir():
@@ -126,6 +139,9 @@ def check_writable(folder: str | os.PathLike[str]) -> Path:
         os.unlink(tmp)
     except OSError:
         pass
+    free = free_bytes(p)
+    if free is not None and free < need_bytes:
+        raise ImageError(f"cannot write to folder {p}: only {free // 1024} KiB free on its disk")
     return p
 
 
