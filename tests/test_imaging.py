@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from impasto import imaging
 from impasto.errors import ConfigError, ImageError
 from impasto.imaging import load_image, pil_to_tensor, rgb_to_ycbcr, transfer_luminance, ycbcr_to_rgb
 from impasto.media import check_output_path, save_image, tensor_to_pil
@@ -59,7 +60,7 @@ def test_load_applies_exif_orientation(tmp_path):  # noqa: ANN001
             lambda p: Image.new("RGB", (0, 0)).save(p, format="PNG") if False else _png_header_only(p, 0, 5),
             "read|at least|not an image",
         ),
-        (lambda p: _png_header_only(p, 100_000, 100_000), "decompression bomb|limit"),
+        (lambda p: _png_header_only(p, 100_000, 100_000), r"is 100000x100000 \(10000 MP\); impasto reads at most"),
     ],
 )
 def test_bad_images_raise_one_sentence(tmp_path, make, match):  # noqa: ANN001
@@ -146,3 +147,139 @@ def test_saved_files_get_the_usual_permissions(tmp_path):  # noqa: ANN001
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+# --- bug 6: impasto's own pixel limit, not Pillow's decompression-bomb check -----------------------------------
+
+
+def _gradient_jpeg(path, width, height):  # noqa: ANN001, ANN202
+    """A smooth width x height JPEG (fast to write and read)."""
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)
+    arr = np.empty((height, width, 3), np.uint8)
+    arr[..., 0] = x[None, :]
+    arr[..., 1] = y[:, None]
+    arr[..., 2] = 128
+    Image.fromarray(arr).save(path, quality=85)
+    return path
+
+
+def test_a_100_megapixel_declared_image_passes_the_guard(tmp_path, monkeypatch):  # noqa: ANN001
+    """Pillow's own check (a warning at 89 MP, an error at 179 MP) no longer refuses it as a "decompression bomb"."""
+    import warnings
+
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "1000000000")
+    before = Image.MAX_IMAGE_PIXELS
+    for w, h in ((10_000, 10_000), (20_000, 10_000)):  # 100 MP (Pillow warns) and 200 MP (Pillow refuses)
+        p = tmp_path / f"big{w}.png"
+        _png_header_only(p, w, h)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ImageError, match="cannot read image") as info:
+                load_image(p)  # the guard lets it through; the (missing) pixel data then fails as a plain read error
+        assert "bomb" not in str(info.value) and "\n" not in str(info.value)
+    assert Image.MAX_IMAGE_PIXELS == before  # the process is left as it was found
+
+
+def test_the_default_limit_follows_available_memory(monkeypatch):  # noqa: ANN001
+    monkeypatch.delenv("IMPASTO_MAX_PIXELS", raising=False)
+    monkeypatch.setattr(imaging, "_available_memory", lambda: 16 * 2**30)
+    limit, why = imaging.pixel_limit()
+    assert limit == 572_000_000  # 16 GiB / 2 / 15 bytes a pixel (RGB8 + float32), in whole MP
+    assert why == "set by available memory; IMPASTO_MAX_PIXELS overrides"
+    monkeypatch.setattr(imaging, "_available_memory", lambda: None)
+    assert imaging.pixel_limit() == (imaging.MAX_PIXELS, "the default; IMPASTO_MAX_PIXELS overrides")
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "5_000_000")
+    assert imaging.pixel_limit() == (5_000_000, "set by IMPASTO_MAX_PIXELS")
+    assert imaging.pixel_limit(123) == (123, "set by the caller")
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="IMPASTO_MAX_PIXELS must be a whole number.*'lots'"):
+        imaging.pixel_limit()
+
+
+def test_a_100_megapixel_image_passes_the_memory_default(tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.delenv("IMPASTO_MAX_PIXELS", raising=False)
+    monkeypatch.setattr(imaging, "_available_memory", lambda: 16 * 2**30)
+    p = tmp_path / "big.png"
+    _png_header_only(p, 12_000, 9_000)  # 108 MP
+    with pytest.raises(ImageError, match="cannot read image"):
+        load_image(p)
+    monkeypatch.setattr(imaging, "_available_memory", lambda: 2 * 2**30)  # 71 MP fit in 1 GiB
+    with pytest.raises(ImageError) as info:
+        load_image(p)
+    assert str(info.value) == (
+        f"{p} is 12000x9000 (108 MP); impasto reads at most 71 MP here "
+        "(set by available memory; IMPASTO_MAX_PIXELS overrides)"
+    )
+
+
+def test_over_the_limit_names_size_limit_and_where_the_limit_comes_from(tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "1000000")
+    p = tmp_path / "wide.png"
+    _png_header_only(p, 2000, 1000)
+    with pytest.raises(ImageError) as info:
+        load_image(p)
+    assert (
+        str(info.value) == f"{p} is 2000x1000 (2.0 MP); impasto reads at most 1.0 MP here (set by IMPASTO_MAX_PIXELS)"
+    )
+    with pytest.raises(ImageError, match=r"at most 40,000 pixels here \(set by the caller\)"):
+        load_image(p, max_pixels=40_000)
+
+
+def test_real_12_megapixel_jpeg_refused_over_limit_and_read_reduced_under_it(tmp_path, monkeypatch):  # noqa: ANN001
+    p = _gradient_jpeg(tmp_path / "photo.jpg", 4000, 3000)
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "10_000_000")
+    with pytest.raises(ImageError) as info:
+        load_image(p)
+    assert str(info.value) == f"{p} is 4000x3000 (12 MP); impasto reads at most 10 MP here (set by IMPASTO_MAX_PIXELS)"
+    # the caller will use it at 1000 px: decoded at 1/4 scale (0.75 MP), under the limit, then resized exactly
+    img = load_image(p, max_side=1000)
+    assert img.size == (1000, 750) and img.mode == "RGB"
+    px = np.asarray(img).astype(int)
+    assert abs(px[375, 0, 0] - 0) <= 3 and abs(px[375, -1, 0] - 255) <= 3 and abs(px[-1, 500, 1] - 255) <= 3
+    # 3000 px: no reduced scale covers it, so the full 12 MP would be decoded
+    with pytest.raises(ImageError, match=r"is 4000x3000 \(12 MP\); impasto reads at most 10 MP"):
+        load_image(p, max_side=3000)
+    # 2000 px: decoded at 1/2 (3 MP), still over a 2 MP limit: the message says both sizes
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "2000000")
+    with pytest.raises(ImageError, match=r"is 4000x3000 \(12 MP, 3.0 MP at the size asked for\); .* at most 2.0 MP"):
+        load_image(p, max_side=2000)
+
+
+def test_max_side_gives_the_same_size_as_a_full_decode(tmp_path):  # noqa: ANN001
+    png = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (777, 1001, 3), dtype=np.uint8)).save(png)
+    jpg = _gradient_jpeg(tmp_path / "a.jpg", 1001, 777)
+    expected = imaging.fit_size((1001, 777), 250)
+    assert load_image(png, max_side=250).size == expected == load_image(jpg, max_side=250).size
+    assert load_image(jpg, max_side=5000).size == (1001, 777)  # never upscaled
+    sideways = tmp_path / "s.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(jpg).save(sideways, exif=exif)
+    assert load_image(sideways, max_side=250).size == expected[::-1]
+
+
+def test_pillows_process_wide_limit_is_untouched_across_threads(tmp_path, monkeypatch):  # noqa: ANN001
+    """Concurrent loads each relax Pillow's check only inside the lock, and every one restores it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # a caller's own, very strict Pillow setting
+    monkeypatch.setenv("IMPASTO_MAX_PIXELS", "1000000")
+    small = tmp_path / "s.png"
+    Image.new("RGB", (200, 200), "blue").save(small)  # 40,000 px: Pillow alone refuses it (> 2 x 5,000)
+    header = tmp_path / "h.png"
+    _png_header_only(header, 3000, 3000)
+
+    def one(i: int) -> str:
+        try:
+            return str(load_image(small if i % 2 else header).getpixel((0, 0)))
+        except ImageError as exc:
+            return "refused" if "reads at most" in str(exc) else str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(40)))
+    assert results == ["refused", "(0, 0, 255)"] * 20
+    assert Image.MAX_IMAGE_PIXELS == 5_000
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(small)  # Pillow's own check, outside impasto, still works as the caller set it

@@ -251,19 +251,26 @@ def save_image(
 ) -> Path:
     """Write ``img`` (PIL, or a tensor in [0, 1]) to ``path`` atomically; the format follows the extension.
 
-    ``icc_profile``: embedded where the format can carry one (PNG, JPEG, TIFF, WebP); by default the image's own
-    (``img.info["icc_profile"]``), and an image without one is sRGB. JPEGs are written at quality 95.
+    ``icc_profile``: embedded where the format can carry one (PNG, JPEG, TIFF, WebP). By default the image's own
+    (``img.info["icc_profile"]``) if it has one, else an sRGB profile (:func:`impasto.imaging.srgb_profile`) for
+    RGB, RGBA and palette images: impasto converts every input to sRGB when it loads it
+    (:func:`impasto.imaging.normalise`), so its outputs are sRGB and say so, and colour-managed viewers show
+    exactly what was computed. ``icc_profile=b""`` embeds none. JPEGs are written at quality 95.
     """
     pil = tensor_to_pil(img) if isinstance(img, torch.Tensor) else img
     fmt = image_format(path)
     options: dict[str, object] = {}
-    icc = icc_profile if icc_profile is not None else pil.info.get("icc_profile")
-    if icc and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
-        options["icc_profile"] = icc
     if fmt == "JPEG":
         options["quality"] = 95
         if pil.mode not in ("RGB", "L", "CMYK"):
             pil = pil.convert("RGB")
+    icc = icc_profile if icc_profile is not None else pil.info.get("icc_profile")
+    if icc is None and pil.mode in ("RGB", "RGBA", "P"):
+        from .imaging import srgb_profile  # imaging imports this module, so not at the top
+
+        icc = srgb_profile()
+    if icc and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+        options["icc_profile"] = icc
     return atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **options))
 
 
