@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: setup demo test lint bench clean
 
@@ -14,9 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# the demo's extra (scikit-image's sample photos) on top of the test setup; redone when pyproject.toml changes
+$(DEMO_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[demo]'
+	touch $(DEMO_STAMP)
+
 setup: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py --out-dir out
 
 test: $(STAMP)

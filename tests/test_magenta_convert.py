@@ -15,17 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx  # a run-time dependency of impasto (the Magenta conversion reads it): never skipped
 import pytest
 import torch
 import torch.nn.functional as F
+from onnx import helper, numpy_helper
 
 from impasto.errors import WeightsError
 from impasto.nets.magenta import DEFAULT_STYLE_LAYERS, MultiStyleTransformer, StylePredictor, StyleTransformer
 from impasto.zoo import magenta_onnx, store
 from impasto.zoo.registry import get
 
-onnx = pytest.importorskip("onnx")
-from onnx import helper, numpy_helper  # noqa: E402
+# onnxruntime runs the original ONNX files as the reference; it is in the `test` extra, not needed by impasto itself
+ORT_REASON = (
+    "onnxruntime is not installed: the comparison with the original ONNX files needs it (pip install -e '.[test]')"
+)
 
 
 def _model_file(name: str) -> Path:
@@ -71,11 +75,19 @@ def _nhwc(x: torch.Tensor) -> np.ndarray:
 
 
 def _session(model: bytes | str):  # type: ignore[no-untyped-def]
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason=ORT_REASON)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 2
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def test_skips_without_onnxruntime_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(pytest.skip.Exception, match="onnxruntime is not installed: the comparison"):
+        _session(b"")
 
 
 def _fold_qdq(path: Path, image_input: str) -> bytes:

@@ -11,7 +11,8 @@ import pytest
 import tiny_weights as tw
 import torch
 
-from impasto.zoo import registry, store
+from impasto.errors import UnknownModelError, WeightsError
+from impasto.zoo import registry, store, validate
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -21,6 +22,7 @@ def test_record_is_complete(name):  # noqa: ANN001
     assert ws.licence and ws.paper and ws.description
     assert ws.preprocessing in (registry.CAFFE_BGR, registry.TORCH_RGB, registry.UNIT_RGB, registry.BIGGAN, "")
     assert all(u.startswith(("https://", "package:")) for u in ws.urls)
+    assert ws.upstream_format in validate.CHECKERS  # one key converter / format check per upstream format
     if ws.packaged:
         assert all(ws.sha256) and all(ws.size)  # files we ship-by-dependency are pinned exactly
 
@@ -87,3 +89,44 @@ def test_every_entry_builds_and_runs(name, fresh_home):  # noqa: ANN001
         assert out.shape == x.shape and 0 <= out.min() <= out.max() <= 1
     else:
         pytest.fail(f"no smoke test for kind {ws.kind!r}: add one")
+
+
+# --- the upstream format of a record is checked when the record is made (bug 12) ------------------------------
+
+
+def _record(**kw: str) -> registry.WeightSet:
+    fields = dict(name="x.test", kind="vgg19", description="d", urls=("https://example.org/x.pth",),
+                  files=("x.pth",), sha256=(None,), size=(None,), licence="l", paper="p",
+                  preprocessing=registry.CAFFE_BGR)  # fmt: skip
+    return registry.WeightSet(**{**fields, **kw})
+
+
+@pytest.mark.parametrize("fmt", ["torch-vgg", "ONNX-QDQ", ""])
+def test_unknown_upstream_format_is_refused(fmt: str) -> None:
+    with pytest.raises(ValueError, match="upstream_format") as err:
+        _record(upstream_format=fmt)
+    for known in validate.CHECKERS:  # the error names every allowed format
+        assert known in str(err.value)
+    assert "x.test" not in registry.REGISTRY
+
+
+def test_every_known_format_is_accepted_and_checked() -> None:
+    for fmt in validate.CHECKERS:
+        assert _record(upstream_format=fmt).upstream_format == fmt
+    assert {ws.upstream_format for ws in registry.REGISTRY.values()} <= set(validate.CHECKERS)
+
+
+def test_a_format_removed_from_the_checkers_is_not_silently_unchecked(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    ws = _record(upstream_format="torch-vgg-caffe")
+    monkeypatch.delitem(validate.CHECKERS, "torch-vgg-caffe")
+    with pytest.raises(WeightsError, match="cannot check"):
+        validate.check_format(ws, [tmp_path / "x.pth"])
+
+
+def test_unknown_name_suggests_close_ones() -> None:
+    with pytest.raises(UnknownModelError, match=r"did you mean vgg19\.caffe") as err:
+        registry.get("vgg19.cafe")
+    assert "known: biggan-deep.128" in str(err.value)
+    with pytest.raises(UnknownModelError) as err:
+        registry.get("completely-different")
+    assert "did you mean" not in str(err.value)

@@ -260,8 +260,10 @@ def random_reference_state_dict(config: BigGANConfig, seed: int = 0, power_itera
 
 def write_reference_dir(folder: str | os.PathLike[str], config: BigGANConfig, state_dict: Mapping) -> Path:
     """Write ``config.json`` + ``pytorch_model.bin`` as pytorch-pretrained-BigGAN reads them."""
+    from ..media import atomic_write, write_text
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    torch.save(dict(state_dict), folder / WEIGHTS_NAME)
+    write_text(folder / CONFIG_NAME, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: torch.save(dict(state_dict), tmp))
     return folder

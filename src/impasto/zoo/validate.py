@@ -1,6 +1,7 @@
 """Format checks run before a file is accepted into the cache (by download or import) and by ``verify``.
 
-One checker per upstream format; each raises WeightsError with one sentence naming what is wrong.
+One checker per upstream format; each raises WeightsError with one sentence naming what is wrong. The keys of
+:data:`CHECKERS` are the upstream formats impasto knows: a registry record naming another one is refused.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import WeightsError
-from .registry import WeightSet
+
+if TYPE_CHECKING:  # the registry imports this module (for CHECKERS); only the type comes back here
+    from .registry import WeightSet
 
 
 def _check_onnx(ws: WeightSet, paths: list[Path]) -> None:
@@ -48,7 +52,9 @@ CHECKERS: dict[str, Callable[[WeightSet, list[Path]], None]] = {
 def check_format(ws: WeightSet, paths: list[Path]) -> None:
     """Raise WeightsError unless ``paths`` hold a valid file set for ``ws``'s upstream format."""
     checker = CHECKERS.get(ws.upstream_format)
-    if checker is None:
-        return
+    if checker is None:  # records are checked when made; this catches a format removed from the table since
+        raise WeightsError(
+            f"weight set {ws.name!r} has upstream format {ws.upstream_format!r}, which impasto cannot check; "
+            f"known: {', '.join(sorted(CHECKERS))}"
+        )
     checker(ws, paths)
-
