@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import biggan_tiny as bt
-import imageio_ffmpeg
-import pytest
-from PIL import Image
+import re
+import signal
 
+import biggan_tiny as bt
+import cli_proc
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from impasto import media
 from impasto.cli.main import main
 
 
@@ -94,23 +100,72 @@ def test_missing_checkpoint_names_the_fix(fresh_home, tmp_path, capsys) -> None:
     )
 
 
-def test_ctrl_c_keeps_the_samples_made_so_far(model_dir, tmp_path, monkeypatch) -> None:
-    import signal
+# --- Ctrl-C through the real CLI: a subprocess and a real SIGINT ------------------------------------------------
+# One thread: the tiny model then takes ~10 ms a sample, steadily; hundreds of batches of one keep the run going
+# well past the moment the signal lands, so the test sees a real mid-run stop (asserted: fewer than all made).
 
-    import impasto.cli.generate as gen
-    from impasto.events import Progress
+ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CPU = ["--device", "cpu", "--precision", "fp32", "--batch-size", "1"]
 
-    def fake_bar(quiet, unit="img", desc=None):  # noqa: ANN001, ANN202, ARG001
-        def callback(event) -> None:  # noqa: ANN001
-            if isinstance(event, Progress) and event.step == 1:
-                signal.raise_signal(signal.SIGINT)  # the first Ctrl-C: finish this batch, then stop
 
-        return callback, lambda: None
+def _stopped(err: str, what: str) -> tuple[int, int]:
+    m = re.search(rf"stopped: (\d+) of (\d+) {what} made", err)
+    assert m, err
+    return int(m.group(1)), int(m.group(2))
 
-    monkeypatch.setattr(gen, "progress_bar", fake_bar)
-    out = tmp_path / "partial.png"
-    args = ["generate", "--class", "hen", "--samples", "3", "--batch-size", "1", "--seed", "0",
-            "--model-dir", model_dir, "-o", str(out)]  # fmt: skip
-    assert main(args) == 130
+
+def test_ctrl_c_keeps_the_samples_made_so_far(model_dir, tmp_path) -> None:
+    out, each = tmp_path / "partial.png", tmp_path / "each"
+    run = cli_proc.Running(["generate", "--class", "hen", "--samples", "400", "--seed", "0", "--model-dir", model_dir,
+                            "-o", out, "--each", each, *CPU], env=ENV)  # fmt: skip
+    run.wait_for(r"\b[1-9]\d*/400\b")  # the first batches are done
+    run.send(signal.SIGINT)
+    done = run.finish()
+    assert done.code == 130, done.err
+    assert "stopping after this batch" in done.err and "Traceback" not in done.err
+    made, total = _stopped(done.err, "samples")
+    files = sorted(each.glob("*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert total == 400 and 1 <= made < 400 and len(files) == made
+    assert [p.name for p in files] == [f"008-hen-seed0-{j}.png" for j in range(made)]  # the first ones, in order
+    assert media.stray_parts(each) == [] and str(out) in done.out
     with Image.open(out) as im:
-        assert im.size == (16 + 2 * 2, 16 + 2 * 2)  # one sample made before the stop
+        grid = np.asarray(im.convert("RGB"))
+    assert grid.shape == (16 + 2 * 2, made * 16 + (made + 1) * 2, 3)  # one row: the samples made so far
+    for j, path in enumerate(files):  # tile j of the grid is sample j's file
+        with Image.open(path) as im:
+            assert np.array_equal(grid[2:18, 2 + 18 * j : 18 + 18 * j], np.asarray(im.convert("RGB")))
+
+
+@pytest.mark.parametrize("ext", [".gif", ".mp4"])
+def test_ctrl_c_in_interpolate_writes_a_playable_partial_animation(model_dir, tmp_path, ext: str) -> None:
+    out = tmp_path / f"partial{ext}"
+    run = cli_proc.Running(["interpolate", "--from", "hen", "--to", "cock", "--steps", "300", "--seed-from", "1",
+                            "--seed-to", "2", "--model-dir", model_dir, "-o", out, *CPU], env=ENV)  # fmt: skip
+    run.wait_for(r"\b[1-9]\d*/300\b")
+    run.send(signal.SIGINT)
+    done = run.finish()
+    assert done.code == 130, done.err
+    made, total = _stopped(done.err, "frames")
+    assert total == 300 and 1 <= made < 300
+    assert media.stray_parts(tmp_path) == [] and str(out) in done.out
+    if ext == ".gif":
+        with Image.open(out) as im:
+            frames = [f.convert("RGB") for f in ImageSequence.Iterator(im)]
+        assert len(frames) == made and frames[-1].size == (20, 20)
+    else:
+        reader = imageio_ffmpeg.read_frames(str(out))
+        meta = next(reader)
+        assert meta["size"] == (20, 20) and len(list(reader)) == made
+
+
+def test_a_word_says_which_class_it_became(model_dir, tmp_path, capsys) -> None:
+    from impasto import api
+
+    expected = api.explain_class("dog")
+    if expected is None:
+        pytest.skip("impasto.gan.classes has no WordNet explanation yet")
+    args = ["generate", "--class", "dog", "--class", "hen", "--samples", "1", "--seed", "0", "--model-dir", model_dir,
+            "-o", str(tmp_path / "g.png")]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"impasto: {expected}" in err and err.count("is not an ImageNet class name") == 1  # hen is a class

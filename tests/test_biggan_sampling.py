@@ -177,3 +177,41 @@ def test_grid_layout_and_output_checks(tmp_path) -> None:
     with pytest.raises(ConfigError, match="unsupported output extension"):
         media.check_output_path(tmp_path / "x.avi", allowed=media.ANIMATION_EXTENSIONS)
     assert media.check_output_path(tmp_path / "x.png", allowed=media.STILL_EXTENSIONS, overwrite=True).name == "x.png"
+
+
+def test_skipped_rows_do_not_change_the_others(model) -> None:
+    """--resume's promise: the noise of sample j does not depend on which samples are skipped."""
+    full = generate(model, GenerateConfig(classes=(933, 8), samples=3, seed=5, batch_size=1))
+    part = generate(model, GenerateConfig(classes=(933, 8), samples=3, seed=5, batch_size=1, skip=frozenset({0, 4})))
+    assert full.rows == (0, 1, 2, 3, 4, 5) and part.rows == (1, 2, 3, 5) and part.info["skipped"] == 2
+    assert torch.equal(part.images, full.images[[1, 2, 3, 5]])
+    assert part.sample_of(4) == (8, 1)
+    with pytest.raises(ConfigError, match="skip row 6"):
+        generate(model, GenerateConfig(classes=(933, 8), samples=3, skip=frozenset({6})))
+    nothing = generate(model, GenerateConfig(classes=(1,), samples=2, seed=0, skip=frozenset({0, 1})))
+    assert nothing.images.shape == (0, 3, 16, 16) and nothing.rows == ()
+
+
+def test_previews_come_per_image_before_their_batch_progress(model) -> None:
+    seen = []
+    generate(model, GenerateConfig(classes=(1, 2), samples=2, seed=0, batch_size=3), callback=seen.append)
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds == ["Started", "Preview", "Preview", "Preview", "Progress", "Preview", "Progress", "Finished"]
+    previews = [e for e in seen if type(e).__name__ == "Preview"]
+    assert [dict(e.info) for e in previews][3] == {"row": 3, "class": 2, "sample": 1}
+    assert all(isinstance(e.image, Image.Image) and e.image.size == (16, 16) for e in previews)
+
+
+def test_results_share_one_shape_pictures_grid_elapsed_info(model) -> None:
+    g = generate(model, GenerateConfig(classes=(933, 8), samples=3, seed=1))
+    pictures = g.pictures()
+    assert len(pictures) == 6 and all(p.mode == "RGB" and p.size == (16, 16) for p in pictures)
+    assert np.array_equal(np.asarray(pictures[4]), export.to_uint8(g.images[4:5])[0])
+    assert g.grid().size == (3 * 16 + 4 * 2, 2 * 16 + 3 * 2) and g.elapsed > 0
+    assert g.info["resolution"] == 16 and g.info["device"] == "cpu"
+    filled = generate(model, GenerateConfig(classes=(933, 8), samples=3, seed=1, skip=frozenset({0})))
+    assert np.array_equal(np.asarray(filled.grid(fill={0: pictures[0]})), np.asarray(g.grid()))
+    r = interpolate(model, InterpolateConfig(207, 8, seed_from=3, steps=4, samples=2))
+    frames = r.pictures()
+    assert len(frames) == 4 and frames[0].size == (2 * 16 + 3 * 2, 16 + 2 * 2)
+    assert r.grid().size == (4 * 16 + 5 * 2, 2 * 16 + 3 * 2) and r.elapsed > 0 and r.info["steps"] == 4

@@ -6,14 +6,18 @@ the endpoints use the same noise (``noise_for_seed``) and the same embedding as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from PIL import Image
 
 from ..events import Callback, CancelToken, Finished, Started, Stopwatch, emit
 from ..nets.biggan import BigGANDeep
+from .export import grid_of
 from .noise import check_truncation, class_vectors, noise_for_seed
-from .sampling import check_count, new_seed, run_batches
+from .sampling import check_count, device_of, new_seed, run_batches
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -71,7 +75,11 @@ class InterpolateConfig:
 
 @dataclass(frozen=True)
 class InterpolateResult:
-    """``frames``: (steps, samples, 3, H, W) float32 in [-1, 1] on the CPU; ``ts``: the step positions in [0, 1]."""
+    """``frames``: (steps, samples, 3, H, W) float32 in [-1, 1] on the CPU; ``ts``: the step positions in [0, 1].
+
+    A cancelled run's partial result holds the frames made so far (``len(ts)`` of them). ``elapsed`` in seconds;
+    ``info``: resolution, device, steps planned.
+    """
 
     frames: torch.Tensor
     ts: tuple[float, ...]
@@ -81,6 +89,18 @@ class InterpolateResult:
     seed_to: int
     truncation: float
     spherical: bool
+    elapsed: float = 0.0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def pictures(self, padding: int = 2) -> list[Image.Image]:
+        """One RGB PIL image per frame (an animation's frames): the samples side by side."""
+        return [grid_of(f, ncol=f.shape[0], padding=padding) for f in self.frames]
+
+    def grid(self, padding: int = 2) -> Image.Image:
+        """The frames as one picture: a row per sample, a column per step."""
+        steps, samples = self.frames.shape[:2]
+        by_sample = self.frames.transpose(0, 1).reshape(steps * samples, *self.frames.shape[2:])  # (S*steps, 3, H, W)
+        return grid_of(by_sample, ncol=steps, padding=padding)
 
 
 def interpolate(
@@ -107,16 +127,18 @@ def interpolate(
     z = torch.cat([mix(z_a, z_b, t) for t in ts])  # (steps*S, z_dim), step-major
     e = torch.cat([mix(e_a, e_b, t) for t in ts])
     total = (n_steps * s + config.batch_size - 1) // config.batch_size
-    emit(callback, Started(total=total, info={"frames": n_steps, "samples": s, "seed_from": seed_from}))
+    info = {"resolution": model.config.output_dim, "device": device_of(model), "steps": n_steps}
+    emit(callback, Started(total=total, info={"frames": n_steps, "samples": s, "seed_from": seed_from, **info}))
 
     def result(images: torch.Tensor) -> InterpolateResult:
         done = images.shape[0] // s
         frames = images[: done * s].reshape(done, s, *images.shape[1:]) if done else images.new_zeros(0, s, 3, 0, 0)
         return InterpolateResult(
-            frames, ts[:done], config.class_from, config.class_to, seed_from, seed_to, t_trunc, config.spherical
-        )
+            frames, ts[:done], config.class_from, config.class_to, seed_from, seed_to, t_trunc, config.spherical,
+            watch(), info,
+        )  # fmt: skip
 
     images = run_batches(model, z, e, t_trunc, config.batch_size, callback, cancel, watch, result)
     out = result(images)
-    emit(callback, Finished(result=out, elapsed=watch()))
+    emit(callback, Finished(result=out, elapsed=out.elapsed))
     return out
