@@ -68,3 +68,22 @@ def test_bad_input_gives_one_line_and_no_output(files, monkeypatch, capsys, argv
     after = {p.name: p.stat().st_mtime_ns for p in tmp.iterdir()}
     assert after == before  # nothing written, nothing touched
     assert (tmp / "exists.png").read_bytes() == b"precious"
+
+
+def test_out_dir_that_does_not_exist_is_created_with_the_outputs_inside(files, capsys):  # noqa: ANN001
+    tmp, content, _style = files
+    dest = tmp / "new" / "nested" / "out"
+    assert not (tmp / "new").exists()
+    assert main(["stylize", str(content), str(tmp / "style.png"), "--preset", "3", "--out-dir", str(dest), "-q"]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["photo_stylized.png", "style_stylized.png"]
+    assert Image.open(dest / "photo_stylized.png").size == (96, 64)
+    assert capsys.readouterr().out.split() == [str(dest / "photo_stylized.png"), str(dest / "style_stylized.png")]
+
+
+def test_a_refused_run_removes_the_out_dir_it_had_just_created(files, capsys):  # noqa: ANN001
+    tmp, content, _style = files
+    (tmp / "notimage.png").write_text("plain text")
+    dest = tmp / "new" / "out"
+    code = main(["stylize", str(content), "--style", str(tmp / "notimage.png"), "--out-dir", str(dest)])
+    _one_line_error(capsys, code, 1, "not an image")
+    assert not (tmp / "new").exists()

@@ -7,6 +7,7 @@ preserve-colour option keeps the photo's chroma, strength moves between photo an
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -121,3 +122,124 @@ def test_presets_contact_sheet(tmp_path):  # noqa: ANN001
     # 27 tiles (photo + 26 presets) in a 7-column grid: 4 rows; tiles are not all alike
     assert sheet.shape[-1] > 7 * 48 and sheet.shape[-2] > 4 * 30
     assert main(["presets", str(tmp_path / "p.png"), "-o", str(dest)]) == 2  # exists: refused
+
+
+# --- streaming, events, cancel, the model cache -------------------------------------------------------------------
+
+
+def test_stylize_each_reads_each_input_only_when_its_turn_comes(tmp_path):  # noqa: ANN001
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    _photo(60, 40).save(first)
+    items = api.stylize_each([first, second], preset="3", size=32)  # b.png does not exist yet
+    got = next(items)
+    assert got.input == first and got.image.size == (32, 21)
+    assert not second.exists()
+    _photo(40, 60).save(second)  # made only after the first result was taken
+    got = next(items)
+    assert got.input == second and got.image.size == (21, 32)
+    assert next(items, None) is None
+
+
+def test_stylize_each_holds_no_result_once_handed_over():
+    import gc
+    import weakref
+
+    from impasto.events import Preview
+
+    refs: list = []
+    alive_when_next_was_made: list[bool] = []
+
+    def on_event(event) -> None:  # noqa: ANN001
+        if isinstance(event, Preview) and event.step > 1:
+            gc.collect()
+            alive_when_next_was_made.append(refs[-1]() is not None)
+
+    items = api.stylize_each([_photo(), _photo(50, 30), _photo(30, 50)], preset="3", size=24, callback=on_event)
+    for _input, image in items:  # (input, image) pairs; the caller drops each before asking for the next
+        refs.append(weakref.ref(image))
+        del image
+    assert len(refs) == 3
+    assert alive_when_next_was_made == [False, False]  # the run itself kept no finished image
+
+
+def test_stylize_events_previews_and_result_shape(tmp_path):  # noqa: ANN001
+    from impasto.events import Finished, Preview, Progress, Started
+
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for p in paths:
+        _photo().save(p)
+    events: list = []
+    made = [done.image for done in api.stylize_each(paths, styles=[_stripes()], size=32, callback=events.append)]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Started", "Preview", "Progress", "Preview", "Progress", "Finished"]
+    started, finished = events[0], events[-1]
+    assert isinstance(started, Started) and started.total == 2
+    assert started.info["model"] == "magenta.predictor + magenta.transformer" and started.info["device"]
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert [dict(p.info) for p in previews] == [{"index": i, "input": str(p)} for i, p in enumerate(paths)]
+    assert all(isinstance(p.image, Image.Image) and p.image.mode == "RGB" for p in previews)
+    assert [p.image for p in previews] == made
+    assert [e.step for e in events if isinstance(e, Progress)] == [1, 2]
+    assert isinstance(finished, Finished)
+    assert finished.result.count == 2 and finished.result.total == 2 and finished.result.images == ()  # streamed
+    # the list form keeps every image, in the Finished result too
+    events.clear()
+    out = api.stylize([_photo(), _photo(50, 30)], preset="3", size=24, callback=events.append)
+    assert [im.size for im in out] == [(24, 15), (24, 14)]
+    assert events[-1].result.pictures() == out and events[-1].result.info["model"] == "magenta.multistyle26"
+
+
+def test_cancel_between_images_gives_what_was_handed_over():
+    from impasto.errors import Cancelled
+    from impasto.events import CancelToken, Preview
+
+    def stop_at_second(token: CancelToken):  # noqa: ANN202
+        def on_event(event) -> None:  # noqa: ANN001
+            if isinstance(event, Preview) and event.step == 2:
+                token.cancel()  # e.g. the user pressed Stop while the second image was being made
+
+        return on_event
+
+    token = CancelToken()
+    items = api.stylize_each([_photo()] * 5, preset="3", size=24, callback=stop_at_second(token), cancel=token)
+    got = [next(items), next(items)]
+    with pytest.raises(Cancelled) as info:
+        next(items)
+    assert len(got) == 2 and info.value.partial.count == 2 and info.value.partial.total == 5
+    assert info.value.partial.images == ()  # streamed: the caller has them
+
+    token = CancelToken()
+    with pytest.raises(Cancelled) as info:
+        api.stylize([_photo()] * 5, preset="3", size=24, callback=stop_at_second(token), cancel=token)
+    assert info.value.partial.count == 2 and len(info.value.partial.images) == 2  # the list form keeps them
+
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled) as info:
+        api.stylize([_photo()] * 3, preset="3", size=24, cancel=token)
+    assert info.value.partial.count == 0 and info.value.partial.images == ()
+
+
+def test_a_private_model_cache_holds_reuses_and_releases_the_networks(monkeypatch):  # noqa: ANN001
+    from impasto.modelcache import ModelCache
+    from impasto.zoo import magenta_onnx
+
+    loads: list[str] = []
+    for kind in ("predictor", "transformer", "multistyle"):
+        real = getattr(magenta_onnx, f"load_{kind}")
+        monkeypatch.setattr(magenta_onnx, f"load_{kind}", lambda *a, _k=kind, _r=real, **kw: loads.append(_k) or _r())
+    cache = ModelCache()
+    default_before = api.default_models.keys()
+    photo = _photo(40, 30)
+    api.stylize(photo, styles=[_stripes()], models=cache)
+    api.stylize(photo, preset="3", models=cache)
+    assert sorted(loads) == ["multistyle", "predictor", "transformer"]
+    assert sorted(key[1] for key in cache.keys()) == ["multistyle", "predictor", "transformer"]
+    api.stylize([photo, photo], styles=[_stripes()], strength=0.5, models=cache)
+    api.preset_sheet(photo, tile=32, models=cache)
+    assert len(loads) == 3  # reused: no reload, no reconversion
+    assert api.default_models.keys() == default_before  # the default cache was not touched
+    cache.release()
+    assert len(cache) == 0
+    api.stylize(photo, preset="3", models=cache)
+    assert loads.count("multistyle") == 2 and len(cache) == 1

@@ -1,17 +1,27 @@
-"""``impasto stylize``: fast style transfer with Magenta's networks (offline, any size, folders)."""
+"""``impasto stylize``: fast style transfer with Magenta's networks (offline, any size, folders).
+
+A folder is streamed: each photo is read, rendered, written and forgotten before the next, so any number of photos
+needs the memory of one. Every output is written atomically (a killed run leaves only ``.NAME.XXXX.part``
+temporaries, never a torn image at an output's name). Ctrl-C stops after the image in hand: the finished files are
+kept, one line says how many were written, and the exit code is 130. ``--resume`` then skips the outputs that exist
+as complete images and makes the rest.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from .. import api
 from ..devices import keep_freed_memory
-from ..errors import ConfigError
-from ..events import Event, Preview
-from ..imaging import expand_inputs
-from ..media import save_image
-from .common import ProgressBar, add_device, add_overwrite, float_list, plan_outputs
+from ..errors import Cancelled, ConfigError, ImageError
+from ..imaging import expand_inputs, load_image
+from ..media import SavedElsewhere, save_image, save_or_fallback, stray_parts
+from .common import ProgressBar, add_device, add_overwrite, cancel_on_sigint, float_list, plan_outputs
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -21,7 +31,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     src.add_argument("--preset", metavar="N[:w],...", help="built-in style 0-25, or a blend like 3:0.5,12:0.5")
     p.add_argument("--style-weights", type=float_list, metavar="W,W", help="blend weights, one per --style")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (one content image)")
-    p.add_argument("--out-dir", metavar="DIR", help="folder for outputs named CONTENT_stylized.png")
+    p.add_argument("--out-dir", metavar="DIR", help="folder for outputs named CONTENT_stylized.png (created if new)")
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the output (default: the input's)")
     p.add_argument(
         "--strength",
@@ -32,39 +42,119 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     add_device(p)
     add_overwrite(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="after an interrupted or killed run: keep the outputs that exist as complete images, make the rest",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_options(args: argparse.Namespace) -> None:
     if args.style_weights is not None and not args.style:
         raise ConfigError("--style-weights needs --style images")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume keeps existing outputs and --overwrite replaces them; give one of the two")
     if not 0.0 <= args.strength <= 1.0:
         raise ConfigError(f"--strength must be between 0 and 1, got {args.strength}")
     if args.size is not None and args.size < 16:
         raise ConfigError(f"--size must be at least 16 px, got {args.size}")
+
+
+def _left_to_do(planned: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """``--resume``: the (input, output) pairs whose output is not there yet.
+
+    An existing output must be a complete, readable image (impasto's writer never leaves anything else at an
+    output's name); anything else there is the user's and is refused rather than replaced. The ``.part``
+    temporaries a killed run left for these outputs are removed.
+    """
+    todo = []
+    for src, dest in planned:
+        if not dest.exists():
+            todo.append((src, dest))
+            continue
+        try:
+            load_image(dest)
+        except ImageError:
+            raise ConfigError(
+                f"{dest} exists but is not a complete image, so --resume cannot keep it; move it away or use "
+                "--overwrite"
+            ) from None
+    names = {dest.name for _, dest in planned}
+    for folder in {dest.parent for _, dest in planned}:
+        for part in stray_parts(folder):
+            if part.name[1:].rsplit(".", 2)[0] in names:  # ".NAME.XXXXXXXX.part" -> NAME
+                part.unlink(missing_ok=True)
+    return todo
+
+
+def _new_folders(out_dir: str | None) -> list[Path]:
+    """The folders that ``--out-dir`` will create, outermost first (removed again if the command fails early)."""
+    missing: list[Path] = []
+    p = Path(out_dir) if out_dir else None
+    while p is not None and not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing[::-1]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
     inputs = expand_inputs(args.content)
-    keep_freed_memory()  # this process is about to render images: reuse big blocks (see devices)
-    outputs = plan_outputs(inputs, args.output, args.out_dir, "stylized", args.overwrite)
-    bar = ProgressBar(args.quiet or len(inputs) == 1, unit="img")
+    created = _new_folders(args.out_dir)
+    with cancel_on_sigint("this image") as token:
+        try:  # everything is checked (outputs, options, style images) before the first image is made
+            outputs = plan_outputs(inputs, args.output, args.out_dir, "stylized", args.overwrite or args.resume)
+            planned = list(zip(inputs, outputs, strict=True))
+            todo = _left_to_do(planned) if args.resume else planned
+            bar = ProgressBar(args.quiet or len(todo) <= 1, unit="img", desc="stylize", total=len(todo))
+            images = api.stylize_each(
+                [src for src, _ in todo], styles=args.style or (), style_weights=args.style_weights,
+                preset=args.preset, size=args.size, strength=args.strength, preserve_color=args.preserve_color,
+                device=args.device, callback=bar, cancel=token,
+            )  # fmt: skip
+        except BaseException:
+            _remove_empty(created)  # a command refused before any work leaves no trace
+            raise
+        if not todo:
+            if not args.quiet:
+                print(f"impasto: all {len(planned)} outputs already exist; nothing to do", file=sys.stderr)
+            return 0
+        keep_freed_memory()  # this process is about to render images: reuse big blocks (see devices)
+        return _write_each(todo, images, kept=len(planned) - len(todo), bar=bar)
 
-    def on_event(event: Event) -> None:
-        if isinstance(event, Preview):
-            dest = outputs[event.step - 1]
-            save_image(event.image, dest)
-            print(dest, file=sys.stdout, flush=True)
-        bar(event)
 
+def _write_each(todo: list[tuple[Path, Path]], images: Iterator[Any], kept: int, bar: ProgressBar) -> int:
+    """Save each image as it comes (atomically), print its path; Ctrl-C and a full disk end with one line."""
+    written = 0
     try:
-        api.stylize(
-            inputs,
-            styles=args.style or (),
-            style_weights=args.style_weights,
-            preset=args.preset,
-            size=args.size,
-            strength=args.strength,
-            preserve_color=args.preserve_color,
-            device=args.device,
-            callback=on_event,
+        for (_src, dest), done in zip(todo, images, strict=True):
+            save_or_fallback(functools.partial(save_image, done.image), dest)
+            del done  # hold no finished image while the next one is made
+            print(dest, file=sys.stdout, flush=True)
+            written += 1
+    except Cancelled:
+        bar.close()
+        already = f" ({kept} were already there)" if kept else ""
+        print(
+            f"impasto: stopped; {written} of {len(todo)} images written{already}; run again with --resume to make "
+            "the rest",
+            file=sys.stderr,
         )
+        return 130
+    except SavedElsewhere as exc:
+        raise SavedElsewhere(
+            f"{exc}; {written} of {len(todo)} images were written before it (free some space, then run again with "
+            "--resume)",
+            exc.path,
+        ) from None
     finally:
         bar.close()
     return 0

@@ -9,18 +9,20 @@ since a photo has no vector in that space (departure: documented in docs and the
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
 
 from ..devices import resolve_device
 from ..errors import ConfigError, UnknownModelError
+from ..events import CancelToken
 from ..imaging import pil_to_tensor, resize, transfer_luminance
 from ..media import tensor_to_pil
+from ..modelcache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,15 @@ def normalise_weights(weights: Sequence[float] | None, count: int) -> list[float
 BF16_OK = {"predictor": False, "transformer": True, "multistyle": False}
 
 
-@functools.lru_cache(maxsize=12)
-def _model(which: str, device: str, fast: bool) -> torch.nn.Module:
-    """Loaded, frozen modules, cached per device (they hold weights only, never a run's state)."""
+MODEL_NAMES = {
+    "predictor": "magenta.predictor",
+    "transformer": "magenta.transformer",
+    "multistyle": "magenta.multistyle26",
+}
+
+
+def _load_model(which: str, device: str, fast: bool) -> torch.nn.Module:
+    """A loaded, frozen module (weights only, never a run's state), ready for the fast recipe on ``device``."""
     from ..devices import prepare_for_inference
     from ..zoo import magenta_onnx
 
@@ -101,6 +109,35 @@ def _model(which: str, device: str, fast: bool) -> torch.nn.Module:
     return prepare_for_inference(loader(), device, fast=fast)
 
 
+class Stylized(NamedTuple):
+    """One finished image of a stylize run: ``input`` as the caller gave it (a path or a PIL image) and
+    ``image``, the result as an RGB PIL image."""
+
+    input: Any
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    """What a stylize run made: the ``Finished`` event's result, and ``Cancelled.partial``.
+
+    ``images``: the results in input order as RGB PIL images -- every one for ``api.stylize``, none for
+    ``api.stylize_each`` (which hands each over as it is made and keeps nothing). ``count``: images made;
+    ``total``: images asked for (0 when the input was an iterator of unknown length); ``elapsed`` in seconds;
+    ``info``: ``model`` (the registry names of the networks used) and ``device``.
+    """
+
+    images: tuple[Image.Image, ...]
+    count: int
+    total: int
+    elapsed: float = 0.0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def pictures(self) -> list[Image.Image]:
+        """The images kept, as a list (the same objects)."""
+        return list(self.images)
+
+
 def _square_crop(img: Image.Image, side: int) -> Image.Image:
     s = min(img.size)
     left, top = (img.width - s) // 2, (img.height - s) // 2
@@ -108,17 +145,26 @@ def _square_crop(img: Image.Image, side: int) -> Image.Image:
 
 
 class MagentaStylizer:
-    """Arbitrary-style and preset stylisation on one device. Holds only frozen models."""
+    """Arbitrary-style and preset stylisation on one device. Holds no models itself: they live in ``models``
+    (a :class:`ModelCache` the caller owns; a private one when None), keyed by network, device and recipe."""
 
-    def __init__(self, device: str | torch.device = "auto", fast: bool = True) -> None:
+    def __init__(
+        self, device: str | torch.device = "auto", fast: bool = True, models: ModelCache | None = None
+    ) -> None:
         self.device = resolve_device(device)
         self.fast = fast
+        self.models = models if models is not None else ModelCache()
+
+    def network(self, which: str) -> torch.nn.Module:
+        """``"predictor"``, ``"transformer"`` or ``"multistyle"``, loaded once per cache."""
+        key = ("magenta", which, str(self.device), self.fast)
+        return self.models.get(key, lambda: _load_model(which, str(self.device), self.fast))
 
     def _run(self, which: str, *args: torch.Tensor) -> torch.Tensor:
         """Run one network with the fast recipe (channels_last input; bf16 autocast where it keeps quality)."""
         from ..devices import autocast
 
-        net = _model(which, str(self.device), self.fast)
+        net = self.network(which)
         x, *rest = args
         if self.fast and self.device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -173,8 +219,15 @@ class MagentaStylizer:
         return self._finish(out, photo, opts, mix=True)
 
 
-def contact_sheet(stylizer: MagentaStylizer, photo: Image.Image, tile: int = 256, columns: int = 7) -> Image.Image:
-    """The photo and all 26 presets as labelled tiles on one white sheet."""
+def contact_sheet(
+    stylizer: MagentaStylizer, photo: Image.Image, tile: int = 256, columns: int = 7, *,
+    on_tile: Callable[[int], None] | None = None, cancel: CancelToken | None = None,
+) -> Image.Image:  # fmt: skip
+    """The photo and all 26 presets as labelled tiles on one white sheet.
+
+    ``on_tile(n)`` is called after the n-th preset tile (1..26); ``cancel`` is checked before each tile and raises
+    ``Cancelled`` (no partial sheet).
+    """
     from PIL import ImageDraw
 
     from ..imaging import fit_size
@@ -184,9 +237,13 @@ def contact_sheet(stylizer: MagentaStylizer, photo: Image.Image, tile: int = 256
     label_h, pad = 18, 6
     tiles = [("photo", small)]
     for i in range(NUM_PRESETS):
+        if cancel is not None:
+            cancel.check()
         w = torch.zeros(NUM_PRESETS)
         w[i] = 1.0
         tiles.append((f"preset {i}", stylizer.with_preset(small, w, StylizeOptions())))
+        if on_tile is not None:
+            on_tile(i + 1)
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (pad + columns * (tw + pad), pad + rows * (th + label_h + pad)), "white")
     draw = ImageDraw.Draw(sheet)
