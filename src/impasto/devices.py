@@ -94,7 +94,8 @@ def prepare_for_inference(
     """
     module = module.to(device).eval().requires_grad_(False)
     if fast and torch.device(device).type in ("cpu", "cuda"):
-        module = module.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at runtime (it forwards to Tensor.to); torch's overload stubs omit it
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return module
 
 

@@ -10,6 +10,7 @@ from .interpolation import InterpolateConfig, InterpolateResult, interpolate, le
 from .model import BigGAN, load_model, resolve_precision
 from .noise import one_hot_from_int, one_hot_from_names, truncated_noise_sample, truncated_normal
 from .sampling import GenerateConfig, GenerateResult, generate
+from .terminal import display_in_terminal
 
 __all__ = [
     "BigGAN",
@@ -20,6 +21,7 @@ __all__ = [
     "InterpolateResult",
     "all_classes",
     "convert_to_images",
+    "display_in_terminal",
     "generate",
     "interpolate",
     "lerp",

@@ -4,8 +4,11 @@
 signatures and return float32 NumPy arrays like it does, so notebooks port by changing one import. Departures:
 noise is drawn by *resampling* values outside [-2, 2] (the paper's truncation trick) from a ``torch.Generator``
 seeded with ``seed`` (the reference uses scipy's ``truncnorm`` with NumPy's RandomState, so the same seed gives
-different numbers); names are looked up in impasto's ImageNet class list (no NLTK/WordNet), and an unknown name
-raises UnknownModelError with suggestions instead of returning None.
+different numbers); names are looked up in impasto's ImageNet class list, then as everyday words in impasto's
+WordNet index (``dog``, ``coffee``, ``soap bubble``: the reference's WordNet rule, precomputed and deterministic, so
+no NLTK or WordNet is needed; see :mod:`impasto.gan.classes`), and a name neither knows raises UnknownModelError
+with suggestions. (The reference returns None for a word WordNet has no noun for, and fails an assertion for one
+it has but cannot map to a class.)
 """
 
 from __future__ import annotations
@@ -85,7 +88,12 @@ def one_hot_from_int(int_or_list: int | Sequence[int], batch_size: int = 1) -> n
 
 
 def one_hot_from_names(class_name_or_list: str | Sequence[str], batch_size: int = 1) -> np.ndarray:
-    """Reference-compatible: (batch, 1000) float32 one-hot rows for class names (or numbers as strings)."""
+    """Reference-compatible: (batch, 1000) float32 one-hot rows for class names, everyday words (through the
+    WordNet index: ``"dog"`` -> 253) or numbers as strings; a single name is repeated ``batch_size`` times.
+
+    UnknownModelError (with suggestions) for a name that is neither; :func:`impasto.gan.classes.explain` says
+    which class a word became.
+    """
     items = [class_name_or_list] if isinstance(class_name_or_list, str) else list(class_name_or_list)
     items = _batch(items, batch_size)
     return class_vectors([resolve(name) for name in items]).numpy()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -272,6 +272,9 @@ class ConditionalBatchNorm(nn.Module):
     ``y = relu((x - mean) / sqrt(var + eps) * (1 + scale(cond)) + offset(cond))``, computed as ``x * a + b``.
     """
 
+    running_means: torch.Tensor  # (n_stats, C) buffer
+    running_vars: torch.Tensor  # (n_stats, C) buffer
+
     def __init__(self, num_features: int, cond_dim: int, n_stats: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -298,6 +301,9 @@ class ConditionalBatchNorm(nn.Module):
 
 class BatchNorm(nn.Module):
     """Plain (unconditional) batch norm with stored statistics per truncation, then ReLU."""
+
+    running_means: torch.Tensor  # (n_stats, C) buffer
+    running_vars: torch.Tensor  # (n_stats, C) buffer
 
     def __init__(self, num_features: int, n_stats: int, eps: float) -> None:
         super().__init__()
@@ -380,7 +386,7 @@ class GenBlock(nn.Module):
 
     def _w(self, conv: nn.Conv2d, name: str, dtype: torch.dtype, nhwc: bool) -> tuple[torch.Tensor, torch.Tensor]:
         w = self._prepared.get(name + ".w", (conv.weight,), dtype, _identity, nhwc)
-        b = self._prepared.get(name + ".b", (conv.bias,), dtype, _identity)
+        b = self._prepared.get(name + ".b", (cast(torch.Tensor, conv.bias),), dtype, _identity)  # built with bias=True
         return w, b
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, weights: tuple[tuple[int, float], ...]) -> torch.Tensor:
@@ -390,7 +396,7 @@ class GenBlock(nn.Module):
         h = self.bn_1(h, cond, weights)
         if self.up_sample:
             k = self._prepared.get("conv_1.phases", (self.conv_1.weight,), dt, _phase_kernels, nhwc)
-            b = self._prepared.get("conv_1.b4", (self.conv_1.bias,), dt, lambda t: t.repeat(4))
+            b = self._prepared.get("conv_1.b4", (cast(torch.Tensor, self.conv_1.bias),), dt, lambda t: t.repeat(4))
             h = upsample_conv3x3(h, k, b)  # (N, in/4, 2H, 2W)
         else:
             h = F.conv2d(h, *self._w(self.conv_1, "conv_1", dt, nhwc), padding=1)
@@ -444,7 +450,7 @@ class Generator(nn.Module):
             h = layer(h, cond, weights) if isinstance(layer, GenBlock) else layer(h)
         h = self.bn(h, weights)
         w = self._prepared.get("rgb.w", (self.conv_to_rgb.weight,), dtype, lambda t: t[:3], channels_last)
-        b = self._prepared.get("rgb.b", (self.conv_to_rgb.bias,), dtype, lambda t: t[:3])
+        b = self._prepared.get("rgb.b", (cast(torch.Tensor, self.conv_to_rgb.bias),), dtype, lambda t: t[:3])
         h = F.conv2d(h, w, b, padding=1)  # (N, 3, H, W): the other channel_width - 3 outputs are never used
         return torch.tanh(h.float()).contiguous()
 

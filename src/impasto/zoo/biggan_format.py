@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import torch
 from torch import nn
@@ -44,7 +44,11 @@ def _sn_prefixes(model: BigGANDeep) -> set[str]:
 M = TypeVar("M", bound=BigGANDeep)
 
 
-def _meta_model(config: BigGANConfig, model_cls: type[M] = BigGANDeep) -> M:
+@overload
+def _meta_model(config: BigGANConfig) -> BigGANDeep: ...
+@overload
+def _meta_model(config: BigGANConfig, model_cls: type[M]) -> M: ...
+def _meta_model(config: BigGANConfig, model_cls: type[BigGANDeep] = BigGANDeep) -> BigGANDeep:
     with torch.device("meta"):
         return model_cls(config)
 
@@ -158,9 +162,15 @@ def check_weight_set(ws: registry.WeightSet, paths: list[Path]) -> None:
         )
 
 
+@overload
+def load_biggan_dir(path: str | os.PathLike[str], precision: Precision | None = None) -> BigGANDeep: ...
+@overload
+def load_biggan_dir(path: str | os.PathLike[str], precision: Precision | None, model_cls: type[M]) -> M: ...
+@overload
+def load_biggan_dir(path: str | os.PathLike[str], precision: Precision | None = None, *, model_cls: type[M]) -> M: ...
 def load_biggan_dir(
-    path: str | os.PathLike[str], precision: Precision | None = None, model_cls: type[M] = BigGANDeep
-) -> M:
+    path: str | os.PathLike[str], precision: Precision | None = None, model_cls: type[BigGANDeep] = BigGANDeep
+) -> BigGANDeep:
     """Build a BigGANDeep (or ``model_cls``) from a folder's own config; load its weights strictly, on the CPU."""
     folder = _require_files(path)
     config = read_config(folder / CONFIG_NAME)
