@@ -153,7 +153,7 @@ def _query_da1(timeout: float = QUERY_TIMEOUT_S) -> bool:
 def da1_has_sixel(answer: bytes) -> bool:
     """Whether a primary device attributes answer (``ESC [ ? 62 ; 4 ; 22 c``) lists attribute 4, sixel graphics."""
     match = re.search(rb"\x1b\[\?([\d;]*)c", answer)
-    return bool(match) and b"4" in match.group(1).split(b";")
+    return match is not None and b"4" in match.group(1).split(b";")
 
 
 def sixel_supported(stream: IO[str] | None = None) -> bool:
