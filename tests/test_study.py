@@ -154,6 +154,7 @@ def test_cli_writes_csv_json_plots_and_grid(files, capsys):  # noqa: ANN001
         "wall_s",
         "func_evals",
         "diverged",
+        "status",
     ]
     assert len(rows) == 10 and {r["optimizer"] for r in rows} == {"adam", "lbfgs"}
     summary = json.loads((out / "summary.json").read_text())

@@ -1,7 +1,12 @@
 """``impasto compare-optimizers``: GD, Adadelta, RMSProp, Adam, Adagrad and L-BFGS on one painting loss.
 
-Writes losses.csv, summary.json, loss_vs_iteration.png, loss_vs_time.png and results.png into -o DIR;
-``--preset seed-study`` runs the six experiments of the original study into sub-folders with an index.html.
+Writes losses.csv, summary.json, loss_vs_iteration.png, loss_vs_time.png, results.png and records.json into
+-o DIR; ``--preset seed-study`` runs the six experiments of the original study into sub-folders with an index.html.
+
+Failure paths: every file is written atomically (a killed run leaves the old file or the new one, never a torn
+one). records.json is rewritten as each optimiser finishes, so ``--resume`` after Ctrl-C or a kill runs only the
+optimisers not saved there (with the same settings; other settings are refused). Ctrl-C stops the running
+optimiser at its next step and writes what ran, marked incomplete, then exits 130.
 """
 
 from __future__ import annotations
@@ -9,30 +14,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import api
-from ..errors import ConfigError
-from ..events import Event, Progress, Started
-from ..media import atomic_write, save_image
-from ..study import report
-from ..study.presets import PRESETS
-from ..study.records import OPTIMIZERS
-
-OUTPUT_FILES = ("losses.csv", "summary.json", "loss_vs_iteration.png", "loss_vs_time.png", "results.png")
+from ..errors import Cancelled, ConfigError
+from ..media import check_writable, write_bytes, write_text
+from .common import ProgressBar, cancel_on_sigint
 
 LR_HELP = (
     "learning rate(s) in 0-255 pixel units, as in the original study (impasto converts them to the network's "
     "input range): one number for all (default 10), or per optimiser like adam=1,gd=0.1; L-BFGS uses 1 unless named"
 )
+STOPPING = "the current optimiser's next step"
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
+    names = api.study_optimizers()
     p.add_argument("content", help="content image")
     p.add_argument("style", help="style image")
     p.add_argument(
         "--optimizers",
-        default=",".join(OPTIMIZERS),
-        help=f"comma-separated, from {','.join(OPTIMIZERS)}; NAME@RATE pins a rate (default: all six)",
+        default=",".join(names),
+        help=f"comma-separated, from {','.join(names)}; NAME@RATE pins a rate (default: all six)",
     )
     p.add_argument("--lr", default="10", help=LR_HELP)
     p.add_argument("--iterations", type=int, default=100, help="iterations per optimiser (default 100)")
@@ -40,10 +43,16 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registry weight set, e.g. vgg19.caffe (default: what impasto paint uses)")
     p.add_argument("--model-file", help="a VGG/NIN .pth file")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared starting image (default 0)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="run a predefined set of experiments into DIR")
+    p.add_argument("--preset", choices=sorted(api.study_presets()), help="run a predefined set of experiments into DIR")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the results (created)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in DIR")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped or killed study in DIR: optimisers saved in DIR/records.json are not run again "
+        "(the settings must be the same)",
+    )
 
 
 def parse_lr(text: str) -> float | dict[str, float]:
@@ -63,101 +72,146 @@ def parse_lr(text: str) -> float | dict[str, float]:
     return rates
 
 
-def _prepare_dir(path: Path, names: tuple[str, ...], overwrite: bool) -> None:
+def _check_output(path: Path, folders: list[Path], overwrite: bool, resume: bool, index: bool = False) -> None:
+    """Before any work: ``path`` is (or can become) a writable folder, and results already in ``folders`` (and
+    ``path/index.html`` with ``index``) are replaced only with --overwrite, or continued with --resume (which needs
+    their records.json)."""
+    if overwrite and resume:
+        raise ConfigError("give --overwrite (start afresh) or --resume (continue), not both")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output {path} exists and is not a folder")
-    if not path.parent.exists():
+    if not path.exists() and not path.parent.is_dir():
         raise ConfigError(f"output folder's parent {path.parent} does not exist")
-    taken = [n for n in names if (path / n).exists()]
-    if taken and not overwrite:
-        raise ConfigError(f"{path / taken[0]} already exists; pass --overwrite to replace the results in {path}")
+    check_writable(path if path.exists() else path.parent)
+    names = api.study_output_names()
+    records = names[-1]
+    for folder in folders:
+        taken = [n for n in names if (folder / n).exists()]
+        if not taken or overwrite:
+            continue
+        if not resume:
+            raise ConfigError(
+                f"{folder / taken[0]} already exists; pass --overwrite to replace the results in {folder} "
+                "or --resume to continue them"
+            )
+        if records not in taken:
+            raise ConfigError(f"--resume: {folder} has results but no {records} to resume from; pass --overwrite")
+    if index and not overwrite and not resume and (path / "index.html").exists():
+        raise ConfigError(f"{path / 'index.html'} already exists; pass --overwrite to replace the results in {path}")
 
 
-def _bars(quiet: bool):  # noqa: ANN202 - a callback and a closer
-    from tqdm import tqdm
-
-    state: dict[str, tqdm] = {}
-
-    def callback(event: Event) -> None:
-        if quiet:
-            return
-        if isinstance(event, Started) and "optimizer" in event.info:
-            if "bar" in state:
-                state["bar"].close()
-            state["bar"] = tqdm(total=event.total, desc=f"{event.info['optimizer']:<12}", file=sys.stderr, unit="it")
-        elif isinstance(event, Progress) and "bar" in state:
-            state["bar"].n = event.step
-            state["bar"].set_postfix(loss=f"{event.losses.get('total', float('nan')):.4g}", refresh=False)
-            state["bar"].refresh()
-
-    def close() -> None:
-        if "bar" in state:
-            state.pop("bar").close()
-
-    return callback, close
-
-
-def _write(result, folder: Path) -> None:  # noqa: ANN001 - a StudyResult
+def _write(result: Any, folder: Path) -> None:  # noqa: ANN401 - a StudyResult
+    """Every file of ``result`` into ``folder``, each atomically."""
     folder.mkdir(exist_ok=True)
-    atomic_write(folder / "losses.csv", lambda t: t.write_text(report.losses_csv(result)))
-    atomic_write(folder / "summary.json", lambda t: t.write_text(report.summary_json(result)))
-    atomic_write(folder / "loss_vs_iteration.png", lambda t: t.write_bytes(report.loss_plot(result, "iteration")))
-    atomic_write(folder / "loss_vs_time.png", lambda t: t.write_bytes(report.loss_plot(result, "wall_s")))
-    save_image(report.results_grid(result), folder / "results.png")
+    for name, data in api.study_files(result).items():
+        write_bytes(folder / name, data)
+
+
+def _saver(folder: Path, bar: ProgressBar, quiet: bool):  # noqa: ANN202 - the on_run hook
+    """Save records.json as each optimiser finishes (so a killed study resumes) and say so on stderr."""
+
+    def on_run(run: Any, so_far: Any) -> None:  # noqa: ANN401 - a Run, a StudyResult
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / api.study_output_names()[-1], api.study_records_json(so_far))
+        if not quiet:
+            how = f"diverged ({run.reason})" if run.diverged else f"final loss {run.final_loss:.4g}"
+            bar.write(f"impasto: {run.optimizer} finished: {len(run.records)} iterations, {how}, {run.seconds:.1f} s")
+
+    return on_run
+
+
+def _ran_anything(result: Any) -> bool:  # noqa: ANN401 - a StudyResult
+    return any(r.records for r in result.runs)
+
+
+def _stopped_line(result: Any, folder: Path) -> str:  # noqa: ANN401 - a StudyResult
+    finished = [r.optimizer for r in result.runs if r.status == "finished"]
+    stopped = [f"{r.optimizer} (stopped at iteration {len(r.records)})" for r in result.runs if r.status == "stopped"]
+    what = ", ".join(finished + stopped) or "nothing"
+    return f"impasto: interrupted; wrote {what} to {folder}, marked incomplete; run again with --resume to finish"
+
+
+def _study_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"model": args.model, "model_file": args.model_file, "seed": args.seed, "gpu": args.device}
+
+
+def _single(args: argparse.Namespace, out: Path, bar: ProgressBar, token: Any) -> int:  # noqa: ANN401
+    optimizers = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
+    saved = api.load_study_records(out) if args.resume else None
+    try:
+        result = api.compare_optimizers(
+            args.content, args.style, optimizers=optimizers, lr=parse_lr(args.lr), iterations=args.iterations,
+            size=args.size, callback=bar, cancel=token, resume=saved, on_run=_saver(out, bar, args.quiet),
+            **_study_args(args),
+        )  # fmt: skip
+    except Cancelled as exc:
+        bar.close()
+        partial = exc.partial
+        if partial is None or not _ran_anything(partial):
+            print("impasto: interrupted before any optimiser ran; nothing written", file=sys.stderr)
+            return 130
+        _write(partial, out)
+        print(_stopped_line(partial, out), file=sys.stderr)
+        print(out / "summary.json")
+        return 130
+    bar.close()
+    _write(result, out)
+    if result.info.get("resumed") and not args.quiet:
+        print(f"impasto: kept {', '.join(result.info['resumed'])} from {out}/records.json (not run again)",
+              file=sys.stderr)  # fmt: skip
+    print(out / "summary.json")
+    return 0
+
+
+def _preset(args: argparse.Namespace, out: Path, bar: ProgressBar, token: Any) -> int:  # noqa: ANN401
+    experiments = api.study_presets()[args.preset]
+    pages: list[tuple[str, str, Any]] = [(e.folder, e.title, None) for e in experiments]
+    for n, exp in enumerate(experiments):
+        folder = out / exp.folder
+        saved = api.load_study_records(folder) if args.resume else None
+        try:
+            result = api.compare_optimizers(
+                args.content, args.style, optimizers=exp.optimizers, lr=exp.default_lr, iterations=exp.iterations,
+                size=exp.size, callback=bar, cancel=token, resume=saved, on_run=_saver(folder, bar, args.quiet),
+                **_study_args(args),
+            )  # fmt: skip
+        except Cancelled as exc:
+            bar.close()
+            partial = exc.partial
+            if partial is not None and _ran_anything(partial):
+                _write(partial, folder)
+                pages[n] = (exp.folder, exp.title, partial)
+                print(_stopped_line(partial, folder), file=sys.stderr)
+            elif n:
+                kept = ", ".join(e.folder for e in experiments[:n])
+                print(f"impasto: interrupted; {kept} finished in {out}; the rest did not run", file=sys.stderr)
+            else:
+                print("impasto: interrupted before any optimiser ran; nothing written", file=sys.stderr)
+            if n or pages[n][2] is not None:  # the index marks the stopped experiment and the ones not run
+                write_text(out / "index.html", api.study_index_html(pages))
+                print(out / "index.html")
+            return 130
+        bar.close()
+        _write(result, folder)
+        pages[n] = (exp.folder, exp.title, result)
+        # the index is rewritten after every experiment, so a stopped or killed run has a page for what finished
+        write_text(out / "index.html", api.study_index_html(pages))
+        print(folder / "summary.json", flush=True)
+    print(out / "index.html")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    lr = parse_lr(args.lr)
-    optimizers = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
-    common = {
-        "model": args.model,
-        "model_file": args.model_file,
-        "seed": args.seed,
-        "gpu": args.device,
-    }
     if args.iterations < 1:
         raise ConfigError(f"--iterations must be at least 1, got {args.iterations}")
-    callback, close = _bars(args.quiet)
-    try:
+    if args.preset is None:
+        parse_lr(args.lr)  # a bad --lr is reported before anything else
+        _check_output(out, [out], args.overwrite, args.resume)
+    else:
+        folders = [out / e.folder for e in api.study_presets()[args.preset]]
+        _check_output(out, folders, args.overwrite, args.resume, index=True)
+    with ProgressBar(args.quiet, unit="it", label_key="optimizer") as bar, cancel_on_sigint(STOPPING) as token:
         if args.preset is None:
-            _prepare_dir(out, OUTPUT_FILES, args.overwrite)
-            result = api.compare_optimizers(
-                args.content,
-                args.style,
-                optimizers=optimizers,
-                lr=lr,
-                iterations=args.iterations,
-                size=args.size,
-                callback=callback,
-                **common,
-            )
-            close()
-            _write(result, out)
-            print(out / "summary.json")
-            return 0
-        experiments = PRESETS[args.preset]
-        _prepare_dir(out, ("index.html", *(e.folder for e in experiments)), args.overwrite)
-        out.mkdir(exist_ok=True)
-        pages = []
-        for exp in experiments:
-            result = api.compare_optimizers(
-                args.content,
-                args.style,
-                optimizers=exp.optimizers,
-                lr=exp.default_lr,
-                iterations=exp.iterations,
-                size=exp.size,
-                callback=callback,
-                **common,
-            )
-            close()
-            _write(result, out / exp.folder)
-            pages.append((exp.folder, exp.title, report.summary(result)))
-            # the index is rewritten after every experiment, so a stopped run still has a page for what finished
-            atomic_write(out / "index.html", lambda t, pages=pages: t.write_text(report.index_html(pages)))
-            print(out / exp.folder / "summary.json", flush=True)
-        print(out / "index.html")
-        return 0
-    finally:
-        close()
+            return _single(args, out, bar, token)
+        return _preset(args, out, bar, token)

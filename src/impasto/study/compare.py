@@ -17,7 +17,10 @@ import torch
 
 from ..errors import Cancelled, ConfigError
 from ..events import Callback, CancelToken, Finished, Progress, Started, Stopwatch, emit
-from .records import OPTIMIZERS, Record, Run, StudyResult, divergence
+from .records import FINISHED, NOT_RUN, OPTIMIZERS, STOPPED, Record, Run, StudyResult, divergence
+
+# called after each optimiser finishes with that run and the study so far (finished runs only), e.g. to save it
+RunHook = Callable[[Run, StudyResult], None]
 
 
 class Objective(Protocol):
@@ -29,11 +32,11 @@ class Objective(Protocol):
         """The shared starting image (same seed for every optimiser), 0–255 units."""
         ...
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, x: torch.Tensor, /) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss as a 0-d tensor with grad, {term: value})."""
         ...
 
-    def to_image(self, x: torch.Tensor) -> torch.Tensor:
+    def to_image(self, x: torch.Tensor, /) -> torch.Tensor:
         """0–255 units -> (1, 3, H, W) RGB in [0, 1] for display."""
         ...
 
@@ -121,6 +124,21 @@ def make_optimizer(
     return factories[base_name(name)]()
 
 
+def _zero_subnormals(x: torch.Tensor, state: Mapping[str, object]) -> None:
+    """Set subnormal values of the iterate and of the optimiser's per-pixel state to 0, in place.
+
+    Squared tiny gradients (Adam's, RMSProp's, Adagrad's, Adadelta's running averages) go subnormal, and
+    arithmetic on subnormals is many times slower on x86. Flushing them here, on these image-sized tensors only,
+    keeps that cost out without the process-wide ``torch.set_flush_denormal`` switch (which would change every
+    other computation in the process, including other threads' jobs). A value under ``finfo.tiny`` (1.2e-38 in
+    float32) is nothing next to pixels in 0-255 units, so the numbers are unchanged in any digit that shows.
+    """
+    with torch.no_grad():
+        for t in (x, *(v for v in state.values() if isinstance(v, torch.Tensor) and v.shape == x.shape)):
+            if t.is_floating_point():
+                t.masked_fill_(t.abs() < torch.finfo(t.dtype).tiny, 0.0)
+
+
 class _Stop(Exception):
     """Raised inside the closure to end a run (divergence); caught in run_one."""
 
@@ -198,22 +216,18 @@ def run_one(
             raise _Stop
         best = min(best, total)
 
-    # tiny gradients (GD at a small rate on a small loss) go denormal and make every op ~20x slower on x86
-    flush = torch.set_flush_denormal(True)
     try:
         if lbfgs:
-            opt.step(closure)
+            opt.step(closure)  # type: ignore[arg-type]  # LBFGS takes a closure returning the loss tensor
             if line_searching and by_iteration:
                 judge(by_iteration[max(by_iteration)].total)
         else:
             for _ in range(config.iterations):
                 closure()
                 opt.step()
+                _zero_subnormals(x, opt.state[x])
     except _Stop:
         pass
-    finally:
-        if flush:
-            torch.set_flush_denormal(False)
     run.records = [by_iteration[k] for k in sorted(by_iteration)]
     with torch.no_grad():
         finite = torch.nan_to_num(x.detach(), nan=0.0, posinf=255.0, neginf=0.0)
@@ -229,11 +243,57 @@ def compare(
     seed: int,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    done: Mapping[str, Run] | None = None,
+    on_run: RunHook | None = None,
+    fingerprint: Mapping[str, object] | None = None,
 ) -> StudyResult:
-    """Every optimiser in ``config`` on ``objective``; Finished carries the StudyResult."""
+    """Every optimiser in ``config`` on ``objective``, in order; Finished carries the StudyResult.
+
+    ``done``: runs already finished (a resumed study): they are kept as they are, not run again. ``on_run`` is
+    called after each optimiser finishes with its Run and the study so far (every finished run). On ``cancel``
+    the optimiser running stops at its next evaluation and ``Cancelled(partial=StudyResult)`` is raised: the
+    partial result holds every finished run (status ``"finished"``), the stopped one's iterations so far
+    (``"stopped"``) and the rest (``"not run"``); its ``complete`` is False.
+    """
     config.validate()
     watch = Stopwatch()
-    runs = [run_one(name, objective, config, callback, cancel) for name in config.optimizers]
-    result = StudyResult(runs=runs, network=objective.network, size=size, seed=seed, iterations=config.iterations)
-    emit(callback, Finished(result=result, elapsed=watch()))
+    done = dict(done or {})
+    runs: dict[str, Run] = {}
+
+    def so_far(stopped: Run | None = None) -> StudyResult:
+        out: list[Run] = []
+        for name in config.optimizers:
+            if name in runs:
+                out.append(runs[name])
+            elif stopped is not None and stopped.optimizer == name:
+                out.append(stopped)
+            else:
+                out.append(Run(optimizer=name, lr=config.rate(name), status=NOT_RUN))
+        return StudyResult(
+            runs=out, network=objective.network, size=size, seed=seed, iterations=config.iterations,
+            elapsed=watch(), fingerprint=dict(fingerprint or {}),
+        )  # fmt: skip
+
+    for name in config.optimizers:
+        if name in done:
+            runs[name] = done[name]
+            continue
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled", partial=so_far())
+        try:
+            run = run_one(name, objective, config, callback, cancel)
+        except Cancelled as exc:
+            stopped = exc.partial if isinstance(exc.partial, Run) else None
+            if stopped is not None:
+                stopped.status = STOPPED
+            raise Cancelled("cancelled", partial=so_far(stopped)) from None
+        run.status = FINISHED
+        runs[name] = run
+        if on_run is not None:
+            on_run(run, StudyResult(
+                runs=[runs[n] for n in config.optimizers if n in runs], network=objective.network, size=size,
+                seed=seed, iterations=config.iterations, elapsed=watch(), fingerprint=dict(fingerprint or {}),
+            ))  # fmt: skip
+    result = so_far()
+    emit(callback, Finished(result=result, elapsed=result.elapsed))
     return result

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 OPTIMIZERS = ("gd", "adadelta", "rmsprop", "adam", "adagrad", "lbfgs")
 LABELS = {
     "gd": "GD",
@@ -16,6 +18,9 @@ LABELS = {
     "lbfgs": "L-BFGS",
 }
 DIVERGENCE_FACTOR = 100.0
+
+# what became of one optimiser in a study: it ran to its end (or diverged), was stopped by the user, or never began
+FINISHED, STOPPED, NOT_RUN = "finished", "stopped", "not run"
 
 
 def label(entry: str) -> str:
@@ -41,7 +46,11 @@ class Record:
 
 @dataclass
 class Run:
-    """One optimiser's whole run. ``image`` is the final image, (1, 3, H, W) in [0, 1]."""
+    """One optimiser's whole run. ``image`` is the final image, (1, 3, H, W) in [0, 1] (None when it never ran).
+
+    ``status``: ``"finished"`` (all its iterations, or stopped early as diverged), ``"stopped"`` (cancelled part
+    way: ``records`` hold the iterations it did) or ``"not run"``.
+    """
 
     optimizer: str
     lr: float
@@ -49,6 +58,7 @@ class Run:
     diverged: bool = False
     reason: str = ""
     image: Any = None
+    status: str = FINISHED
 
     @property
     def final_loss(self) -> float:
@@ -67,7 +77,12 @@ class Run:
 
 @dataclass
 class StudyResult:
-    """All runs of a study plus what they shared (network, size, seed, iterations)."""
+    """All runs of a study plus what they shared (network, size (W, H), seed, iterations).
+
+    ``elapsed``: seconds the study took (this session's share when resumed); ``info``: what ran where (network
+    preprocessing, layers, weights, device); ``fingerprint``: the settings that decide the numbers (inputs' pixels,
+    network, size, seed, iterations, optimisers and rates), which a resumed study must match.
+    """
 
     runs: list[Run]
     network: str
@@ -75,6 +90,35 @@ class StudyResult:
     seed: int
     iterations: int
     info: dict[str, Any] = field(default_factory=dict)
+    elapsed: float = 0.0
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every optimiser ran to its end (False for a study stopped part way)."""
+        return all(r.status == FINISHED for r in self.runs)
+
+    def finished(self) -> list[Run]:
+        """The runs that ran to their end, in the study's order."""
+        return [r for r in self.runs if r.status == FINISHED]
+
+    def pictures(self) -> list[Image.Image]:
+        """Each run's final image as an RGB PIL image, in the study's order (runs that never began have none)."""
+        from ..media import tensor_to_pil
+
+        return [tensor_to_pil(r.image) for r in self.runs if r.image is not None]
+
+
+@dataclass(frozen=True)
+class SavedRecords:
+    """Runs a study saved as each optimiser finished (``records.json``), to resume a stopped or killed study.
+
+    ``fingerprint`` is the saved study's; ``runs`` maps an optimiser entry to its finished Run.
+    """
+
+    fingerprint: dict[str, Any]
+    runs: dict[str, Run]
+    source: str = "records.json"
 
 
 def divergence(total: float, best: float, factor: float = DIVERGENCE_FACTOR) -> str:
