@@ -7,7 +7,6 @@ import tiny_weights as tw
 import torch
 
 from impasto.cli.main import main
-from impasto.errors import Cancelled
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +71,6 @@ def test_paint_bad_files(files, tmp_path, capsys) -> None:  # noqa: ANN001
     _one_line_error(capsys, main([a if a != str(d / "c.png") else str(d / "nope.png") for a in args]), 1, "not found")
     _one_line_error(capsys, main([a if a != str(weights) else str(d / "odd.pth") for a in args]), 2, "cannot recognise")
     _one_line_error(capsys, main(_paint_args(d, weights, tmp_path / "o.xyz")), 2, "format")
-
-
-def test_paint_ctrl_c_saves_partial(files, tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    d, weights = files
-
-    def interrupted(*a, **k):  # noqa: ANN002, ANN003, ANN202
-        raise Cancelled("cancelled", partial=torch.full((1, 3, 8, 8), 0.5))
-
-    monkeypatch.setattr("impasto.api.paint", interrupted)
-    out = tmp_path / "partial.png"
-    assert main(["-q", *_paint_args(d, weights, out)]) == 130
-    assert out.exists()
 
 
 def _ns_args(d, weights, out, *extra):  # noqa: ANN001, ANN002, ANN202

@@ -33,16 +33,134 @@ def release_models() -> None:
     default_models.release()
 
 
-def _as_image(item: ImageInput) -> Image.Image:
-    """A PIL RGB image from a path or an image."""
-    if isinstance(item, Image.Image):
-        from .imaging import to_rgb
+def _as_image(item: ImageInput, *, max_side: int | None = None) -> Image.Image:
+    """An 8-bit sRGB RGB PIL image, upright, alpha on white, from a path or a PIL image.
 
-        return to_rgb(item)
-    return load_image(item)
+    Files and PIL images go through the same :func:`impasto.imaging.normalise` (EXIF orientation, 16-bit, CMYK,
+    palette, ICC profile). ``max_side``: for a path, the longest side the caller will use; a larger file is
+    loaded at that size (huge JPEGs decoded at a reduced scale).
+    """
+    if isinstance(item, Image.Image):
+        from .imaging import normalise
+
+        return normalise(item)
+    return load_image(item, max_side=max_side)
 
 
 # --- fast style transfer (impasto.fast) -------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from .fast.magenta import MagentaStylizer, Stylized
+
+
+def _stylize_setup(
+    *, styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None, size: int | None,
+    strength: float, preserve_color: bool, device: str, models: ModelCache | None,
+) -> tuple[MagentaStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
+    """Check every option and read the style images (no network is loaded yet).
+
+    Returns the stylizer, the names of the networks it will use, and ``renderer()``, which loads them (once per
+    ModelCache) and returns ``render(PIL) -> PIL``.
+    """
+    from .fast.magenta import MODEL_NAMES, MagentaStylizer, StylizeOptions, normalise_weights, parse_presets
+
+    if (not styles) == (preset is None):
+        raise ConfigError("give either style images or a preset, not both and not neither")
+    opts = StylizeOptions(size=size, strength=strength, preserve_color=preserve_color)
+    opts.validate()
+    stylizer = MagentaStylizer(device=device, models=default_models if models is None else models)
+    if preset is not None:
+        weights = parse_presets(preset)
+
+        def preset_renderer() -> Callable[[Image.Image], Image.Image]:
+            return lambda img: stylizer.with_preset(img, weights, opts)
+
+        return stylizer, MODEL_NAMES["multistyle"], preset_renderer
+
+    normalise_weights(style_weights, len(styles))  # fail before reading any image or loading any model
+    style_images = [_as_image(s) for s in styles]
+
+    def style_renderer() -> Callable[[Image.Image], Image.Image]:
+        vector = stylizer.blend(style_images, style_weights)  # (1, 100), made once for the whole run
+        return lambda img: stylizer.with_vector(img, vector, opts)
+
+    return stylizer, f"{MODEL_NAMES['predictor']} + {MODEL_NAMES['transformer']}", style_renderer
+
+
+def _input_label(item: ImageInput, index: int) -> str:
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<image {index}>"
+
+
+def _stylize_stream(
+    items: Iterable[ImageInput], total: int, setup: tuple, callback: Callback | None, cancel: CancelToken | None,
+    keep: bool,
+) -> Iterator[Stylized]:  # fmt: skip
+    """Render ``items`` one at a time: read one, render it, hand it over, forget it (unless ``keep``)."""
+    from .fast.magenta import Stylized, StylizeResult
+
+    stylizer, model, renderer = setup
+    watch = Stopwatch()
+    info = {"model": model, "device": str(stylizer.device)}
+    kept: list[Image.Image] = []
+    count = 0
+
+    def so_far() -> StylizeResult:
+        return StylizeResult(images=tuple(kept), count=count, total=total, elapsed=watch(), info=info)
+
+    emit(callback, Started(total=total, info=info))
+    if cancel is not None:
+        cancel.check(partial=so_far())
+    render = renderer()
+    for i, item in enumerate(items):
+        if cancel is not None:
+            cancel.check(partial=so_far())  # between images: everything handed over so far is complete
+        out = render(_as_image(item))
+        count += 1
+        if keep:
+            kept.append(out)
+        emit(callback, Preview(step=i + 1, image=out, info={"index": i, "input": _input_label(item, i)}))
+        yield Stylized(item, out)
+        del out  # the caller has it now: this run holds no finished image while it makes the next
+        emit(callback, Progress(step=i + 1, total=total, elapsed=watch()))  # the caller is done with image i
+    emit(callback, Finished(result=so_far(), elapsed=watch()))
+
+
+def stylize_each(
+    contents: ImageInput | Iterable[ImageInput],
+    *,
+    styles: Sequence[ImageInput] = (),
+    style_weights: Sequence[float] | None = None,
+    preset: str | None = None,
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    device: str = "auto",
+    models: ModelCache | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[Stylized]:
+    """Stylise ``contents`` one image at a time: an iterator of ``Stylized(input, image)`` in input order.
+
+    The streaming form of :func:`stylize` (same options): each content image is read only when its turn comes,
+    and no finished image is kept once it has been handed over, so a folder of any length needs the memory of
+    one image. ``input`` is the item as given (a path or a PIL image); ``image`` an RGB PIL image. The options
+    are checked and the style images read when this is called; the networks load (once per ``models`` cache,
+    default ``default_models``) at the first ``next()``. Events: Started (``info``: model, device), per image a
+    Preview (``info``: ``index``, ``input``) before it is handed over and a Progress once the caller asks for the
+    next, then Finished (a StylizeResult with ``count``, no images). ``cancel`` is checked between images and
+    raises ``Cancelled(partial)``, ``partial.count`` being the images already handed over.
+    """
+    from collections.abc import Sized
+
+    setup = _stylize_setup(
+        styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
+        preserve_color=preserve_color, device=device, models=models,
+    )  # fmt: skip
+    items = [contents] if isinstance(contents, (str, os.PathLike, Image.Image)) else contents
+    total = len(items) if isinstance(items, Sized) else 0
+    return _stylize_stream(items, total, setup, callback, cancel, keep=False)
 
 
 def stylize(
@@ -55,62 +173,73 @@ def stylize(
     strength: float = 1.0,
     preserve_color: bool = False,
     device: str = "auto",
+    models: ModelCache | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
 ) -> Image.Image | list[Image.Image]:
     """Fast stylisation with Magenta's networks (offline): ``styles`` (arbitrary style images) or ``preset``.
 
-    ``content``: a path or PIL image, or a sequence of them (then a list is returned). ``style_weights`` blends
-    several style images (normalised to sum 1). ``preset``: ``"7"`` or ``"3:0.5,12:0.5"`` (26 built-in
-    styles). ``size``: longest output side in px (None keeps each input's size). ``strength`` in [0, 1].
-    Emits Started, Progress (one per image) and Finished to ``callback``; checks ``cancel`` between images.
+    ``content``: a path or PIL image, or a sequence of them (then a list is returned, holding every result in
+    memory: for a folder use :func:`stylize_each`). ``style_weights`` blends several style images (normalised to
+    sum 1). ``preset``: ``"7"`` or ``"3:0.5,12:0.5"`` (26 built-in styles). ``size``: longest output side in px
+    (None keeps each input's size). ``strength`` in [0, 1]. ``models``: where the loaded networks are kept
+    (default ``default_models``). Emits Started, a Preview and a Progress per image and Finished (a StylizeResult
+    with every image) to ``callback``; checks ``cancel`` between images (``Cancelled.partial``: a StylizeResult
+    with the images made so far).
     """
-    from .fast.magenta import MagentaStylizer, StylizeOptions, normalise_weights, parse_presets
-
-    if (not styles) == (preset is None):
-        raise ConfigError("give either style images or a preset, not both and not neither")
-    opts = StylizeOptions(size=size, strength=strength, preserve_color=preserve_color)
-    opts.validate()
-    single = isinstance(content, (str, os.PathLike, Image.Image))
-    items = [content] if single else list(content)  # type: ignore[list-item]
-    stylizer = MagentaStylizer(device=device)
-    watch = Stopwatch()
-    if preset is not None:
-        weights = parse_presets(preset)
-
-        def render(img: Image.Image) -> Image.Image:
-            return stylizer.with_preset(img, weights, opts)
-
+    setup = _stylize_setup(
+        styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
+        preserve_color=preserve_color, device=device, models=models,
+    )  # fmt: skip
+    items: list[ImageInput]
+    if isinstance(content, (str, os.PathLike, Image.Image)):
+        items, single = [content], True
     else:
-        normalise_weights(style_weights, len(styles))  # fail before loading any model
-        vector = stylizer.blend([_as_image(s) for s in styles], style_weights)
-
-        def render(img: Image.Image) -> Image.Image:
-            return stylizer.with_vector(img, vector, opts)
-
-    emit(callback, Started(total=len(items), info={"device": str(stylizer.device)}))
-    results: list[Image.Image] = []
-    for i, item in enumerate(items):
-        if cancel is not None:
-            cancel.check(partial=results)
-        out = render(_as_image(item))
-        results.append(out)
-        emit(callback, Preview(step=i + 1, image=out))  # each finished image, so callers can save as they go
-        emit(callback, Progress(step=i + 1, total=len(items), elapsed=watch()))
-    emit(callback, Finished(result=results, elapsed=watch()))
+        items, single = list(content), False
+    results = [done.image for done in _stylize_stream(items, len(items), setup, callback, cancel, keep=True)]
     return results[0] if single else results
 
 
-def preset_sheet(content: ImageInput, *, tile: int = 256, device: str = "auto") -> Image.Image:
-    """A contact sheet: the photo and the 26 built-in styles on it, each labelled with its preset number."""
-    from .fast.magenta import MagentaStylizer, contact_sheet
+def preset_sheet(
+    content: ImageInput,
+    *,
+    tile: int = 256,
+    device: str = "auto",
+    models: ModelCache | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+) -> Image.Image:
+    """A contact sheet: the photo and the 26 built-in styles on it, each labelled with its preset number.
+
+    ``tile``: longest side of each tile in px (at least 32). ``models``: where the loaded network is kept (default
+    ``default_models``). Emits Started (total 26), a Progress per preset tile and Finished (the sheet); ``cancel``
+    is checked before each tile (``Cancelled`` with no partial sheet). Returns an RGB PIL image.
+    """
+    from .fast.magenta import MODEL_NAMES, NUM_PRESETS, MagentaStylizer, contact_sheet
 
     if tile < 32:
         raise ConfigError(f"tile must be at least 32 px, got {tile}")
-    return contact_sheet(MagentaStylizer(device=device), _as_image(content), tile=tile)
+    photo = _as_image(content)
+    stylizer = MagentaStylizer(device=device, models=default_models if models is None else models)
+    watch = Stopwatch()
+    info = {"model": MODEL_NAMES["multistyle"], "device": str(stylizer.device)}
+    emit(callback, Started(total=NUM_PRESETS, info=info))
+
+    def on_tile(n: int) -> None:
+        emit(callback, Progress(step=n, total=NUM_PRESETS, elapsed=watch()))
+
+    sheet = contact_sheet(stylizer, photo, tile=tile, on_tile=on_tile, cancel=cancel)
+    emit(callback, Finished(result=sheet, elapsed=watch()))
+    return sheet
 
 
 # --- painting by optimisation (impasto.gatys) --------------------------------------------------------------
+
+from .gatys.config import PaintConfig  # noqa: E402 - re-exported for the CLI; light (no torch)
+
+if TYPE_CHECKING:
+    from .gatys.compat import NeuralStylePictures
+    from .gatys.optimize import PaintPlan
 
 
 def _style_list(styles: ImageInput | Sequence[ImageInput]) -> list[Image.Image]:
@@ -133,6 +262,18 @@ def _style_list(styles: ImageInput | Sequence[ImageInput]) -> list[Image.Image]:
     return out
 
 
+def _paint_inputs(
+    content: ImageInput, styles: ImageInput | Sequence[ImageInput], cfg: PaintConfig, init_image: ImageInput | None
+) -> tuple[Image.Image, list[Image.Image], Image.Image | None]:
+    """The content, style and init images of a painting run, loaded and checked against ``cfg``."""
+    style_images = _style_list(styles)
+    cfg.validate(num_styles=len(style_images))
+    content_image = _as_image(content)
+    init = init_image if init_image is not None else cfg.init_image
+    init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
+    return content_image, style_images, init_pil
+
+
 def paint(
     content: ImageInput,
     styles: ImageInput | Sequence[ImageInput],
@@ -148,21 +289,59 @@ def paint(
     ``styles``: a path, an image, a folder or a list of these. ``config``: a :class:`PaintConfig`; keyword
     ``options`` override its fields (``paint(c, s, num_iterations=200, seed=1)``). ``init_image`` (or
     ``config.init_image``) is the start when ``init="image"``. Returns a PaintResult whose ``image`` is
-    (1, 3, H, W) RGB in [0, 1]; events go to ``callback``; ``cancel`` raises Cancelled(partial image).
+    (1, 3, H, W) RGB in [0, 1] (``pictures()``: as PIL), with ``elapsed`` and ``info``; events go to ``callback``
+    (Preview: an RGB PIL image, ``raw`` (3, H, W) in [0, 1]); ``cancel`` raises Cancelled whose ``partial`` is the
+    latest image, or None when no step was taken in this call.
     """
-    from .gatys.config import PaintConfig as _PaintConfig
     from .gatys.optimize import paint as _paint
 
-    cfg = (config or _PaintConfig()).replace(**options) if options else (config or _PaintConfig())
-    style_images = _style_list(styles)
-    cfg.validate(num_styles=len(style_images))
-    content_image = _as_image(content)
-    init = init_image if init_image is not None else cfg.init_image
-    init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
+    cfg = (config or PaintConfig()).replace(**options) if options else (config or PaintConfig())
+    content_image, style_images, init_pil = _paint_inputs(content, styles, cfg, init_image)
     return _paint(content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel)
 
 
+def paint_plan(config: PaintConfig) -> PaintPlan:
+    """What :func:`paint` will do with ``config``, before any work: ``scales`` ((size, iterations) per scale),
+    ``total`` steps and ``preview_steps`` (the steps with a Preview event: neural-style-pt's ``out_<t>.png``)."""
+    from .gatys.optimize import plan
+
+    return plan(config)
+
+
+def paint_resume_point(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    config: PaintConfig,
+    *,
+    init_image: ImageInput | None = None,
+) -> int | None:
+    """The step a ``config.resume`` run would continue from (None: no checkpoint at ``config.checkpoint_path``, so
+    it starts from the beginning). Raises ConfigError when the checkpoint was made with other settings or inputs.
+    Cheap (no network is loaded): callers use it to decide, before the work, whether outputs may be replaced."""
+    from .gatys.optimize import resume_point
+
+    content_image, style_images, init_pil = _paint_inputs(content, styles, config, init_image)
+    return resume_point(content_image, style_images, config, init_image=init_pil)
+
+
+def neural_style_pictures(
+    content: ImageInput | None, *, image_size: int, preprocessing: str, original_colors: bool
+) -> NeuralStylePictures:
+    """A callable turning a painting ((3, H, W) or (1, 3, H, W) float in [0, 1]) into the 8-bit RGB PIL image
+    neural-style-pt would save: truncated to 8 bits and, with ``original_colors``, given ``content``'s colours on
+    8-bit YCbCr. ``preprocessing``: the network's contract (``Started.info["preprocessing"]``)."""
+    from .gatys.compat import NeuralStylePictures
+
+    image = _as_image(content) if (content is not None and original_colors) else None
+    return NeuralStylePictures(image, image_size, preprocessing, original_colors)
+
+
 # --- optimiser study (impasto.study) -----------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from .study.compare import RunHook, StudyConfig
+    from .study.presets import Experiment
+    from .study.records import Run, SavedRecords
 
 
 def compare_optimizers(
@@ -178,6 +357,8 @@ def compare_optimizers(
     seed: int = 0,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    resume: SavedRecords | None = None,
+    on_run: RunHook | None = None,
     **paint_options: object,
 ) -> StudyResult:
     """Run several optimisers on one painting loss from one starting image; returns every record.
@@ -187,15 +368,24 @@ def compare_optimizers(
     the original study (converted internally to the network's range); L-BFGS takes 1 unless named. The loss is
     ``impasto paint``'s (same network choice, layers and weights; ``paint_options`` override PaintConfig
     fields). Events: a Started and Progress stream per optimiser (``info["optimizer"]``), then Finished.
+
+    ``on_run(run, so_far)`` is called as each optimiser finishes (to save ``study_records_json(so_far)``);
+    ``resume`` (from :func:`load_study_records`) supplies runs that finished earlier, which are not run again; its
+    fingerprint must match these settings (else ConfigError naming the first difference). ``cancel`` stops the
+    running optimiser at its next evaluation and raises ``Cancelled(partial=StudyResult)`` holding every finished
+    run, the stopped one's records so far and the rest marked not run (``partial.complete`` is False). The result
+    has ``elapsed`` (seconds), ``info``, ``fingerprint`` and ``pictures()`` (the final images as RGB PIL).
     """
     import torch
 
-    from .gatys.config import PaintConfig
+    from .errors import Cancelled
     from .gatys.optimize import prepare
     from .study.compare import StudyConfig, compare
     from .study.objective import GatysObjective
     from .study.records import OPTIMIZERS
+    from .study.report import first_difference
 
+    watch = Stopwatch()
     if isinstance(lr, Mapping):
         study = StudyConfig(optimizers=tuple(optimizers or OPTIMIZERS), lr=dict(lr), iterations=iterations)
     else:
@@ -204,26 +394,216 @@ def compare_optimizers(
     cfg = PaintConfig(image_size=size, seed=seed, model=model, model_file=model_file, num_iterations=iterations)
     cfg = cfg.replace(**paint_options) if paint_options else cfg
     cfg.validate(num_styles=1)
-    problem = prepare(_as_image(content), [_as_image(style)], cfg)
+    content_image, style_image = _as_image(content), _as_image(style)
+    fingerprint = _study_fingerprint(content_image, style_image, study, cfg, paint_options)
+    done: dict[str, Run] = {}
+    if resume is not None:
+        diff = first_difference(resume.fingerprint, fingerprint)
+        if diff is not None:
+            raise ConfigError(
+                f"cannot resume: {resume.source} was made with other settings ({diff}); "
+                "run with the same settings, or pass --overwrite to start afresh"
+            )
+        done = {name: run for name, run in resume.runs.items() if name in study.optimizers}
+    problem = prepare(content_image, [style_image], cfg)
     objective = GatysObjective(problem)
     h, w = problem.content01.shape[-2:]
-    with torch.enable_grad():
-        result = compare(objective, study, size=(w, h), seed=seed, callback=callback, cancel=cancel)
-    result.info.update(
-        {
-            "preprocessing": problem.contract,
-            "layers": list(problem.order),
-            "content_weight": problem.config.content_weight,
-            "style_weight": problem.config.style_weight,
-            "tv_weight": problem.config.tv_weight,
-            "lr_units": "0-255 pixel levels",
-            "device": str(problem.device),
-        }
-    )
+    info = {
+        "preprocessing": problem.contract,
+        "layers": list(problem.order),
+        "content_weight": problem.config.content_weight,
+        "style_weight": problem.config.style_weight,
+        "tv_weight": problem.config.tv_weight,
+        "lr_units": "0-255 pixel levels",
+        "device": str(problem.device),
+        "resumed": [name for name in study.optimizers if name in done],
+    }
+    try:
+        with torch.enable_grad():
+            result = compare(
+                objective, study, size=(w, h), seed=seed, callback=callback, cancel=cancel, done=done, on_run=on_run,
+                fingerprint=fingerprint,
+            )  # fmt: skip
+    except Cancelled as exc:
+        if exc.partial is not None:
+            exc.partial.info.update(info)
+            exc.partial.elapsed = watch()
+        raise
+    result.info.update(info)
+    result.elapsed = watch()
     return result
 
 
+def _study_fingerprint(
+    content: Image.Image, style: Image.Image, study: StudyConfig, cfg: PaintConfig, options: Mapping[str, object]
+) -> dict[str, object]:
+    """What decides a study's numbers (the device aside): a resumed study must match it exactly."""
+    import hashlib
+    from pathlib import Path
+
+    def pixels(img: Image.Image) -> str:
+        return hashlib.sha256(repr(img.size).encode() + img.tobytes()).hexdigest()[:20]
+
+    weights = None
+    if cfg.model_file:
+        p = Path(str(cfg.model_file))
+        weights = f"{p.name} ({p.stat().st_size} bytes)" if p.is_file() else p.name
+    return {
+        "content": pixels(content),
+        "style": pixels(style),
+        "size": cfg.image_size,
+        "seed": cfg.seed,
+        "iterations": study.iterations,
+        "optimizers": [f"{name}@{study.rate(name):g}" for name in study.optimizers],
+        "lbfgs_history": study.lbfgs_history,
+        "model": cfg.model,
+        "model_file": weights,
+        "options": {k: repr(v) for k, v in sorted(options.items()) if k != "gpu"},
+    }
+
+
+def study_optimizers() -> tuple[str, ...]:
+    """The optimisers a study can compare: gd, adadelta, rmsprop, adam, adagrad, lbfgs."""
+    from .study.records import OPTIMIZERS
+
+    return OPTIMIZERS
+
+
+def study_presets() -> Mapping[str, Sequence[Experiment]]:
+    """Named sets of experiments (``"seed-study"``: the six of the original comparison); each Experiment has
+    ``folder``, ``title``, ``size``, ``iterations``, ``optimizers`` and ``default_lr``."""
+    from .study.presets import PRESETS
+
+    return PRESETS
+
+
+def study_output_names() -> tuple[str, ...]:
+    """The files a study writes into its folder (``records.json`` last)."""
+    from .study.report import OUTPUT_FILES, RECORDS_FILE
+
+    return (*OUTPUT_FILES, RECORDS_FILE)
+
+
+def study_files(result: StudyResult) -> dict[str, bytes]:
+    """Every file of a study in memory, name -> bytes: losses.csv, summary.json, loss_vs_iteration.png,
+    loss_vs_time.png, results.png and records.json. A partial result (``complete`` False) is marked incomplete in
+    summary.json (``"complete": false``, a status per optimiser), losses.csv (a status column), plots and grid."""
+    from .study.report import outputs
+
+    return outputs(result)
+
+
+def study_records_json(result: StudyResult) -> str:
+    """``records.json`` for the finished runs of ``result`` (a study so far), to resume from."""
+    from .study.report import records_json
+
+    return records_json(result)
+
+
+def load_study_records(folder: str | os.PathLike[str]) -> SavedRecords | None:
+    """The runs saved in ``folder/records.json`` (None when there is no such file), for ``resume=``; ConfigError
+    when the file is not a study record."""
+    from pathlib import Path
+
+    from .study.report import RECORDS_FILE, parse_records
+
+    path = Path(folder) / RECORDS_FILE
+    if not path.is_file():
+        return None
+    return parse_records(path.read_text(encoding="utf-8", errors="replace"), source=str(path))
+
+
+def study_index_html(pages: Sequence[tuple[str, str, StudyResult | None]]) -> str:
+    """The index page of a preset's folder: (sub-folder, title, result) per experiment; a partial result is marked
+    stopped and None marks one that did not run."""
+    from .study.report import index_html, summary
+
+    return index_html([(folder, title, None if r is None else summary(r)) for folder, title, r in pages])
+
+
+# --- weight sets (impasto.zoo) -----------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .zoo.store import Status, Verified
+
+
+class _WeightSets:
+    """``api.models``: the registry of named weight sets and the local cache of their files.
+
+    Records are frozen ``impasto.zoo.registry.WeightSet``s; a ``Status`` is a record plus its installed files
+    (``.installed``, ``.paths``); ``verify`` gives one ``Verified(name, ok, message, sha256)`` per set. This is the
+    zoo of files on disk, not the networks loaded in memory (those are ``default_models``, a ModelCache).
+    """
+
+    def info(self, name: str) -> Status:
+        """The record of ``name`` and its installed files; UnknownModelError suggesting close names otherwise."""
+        from .zoo import store
+
+        return store.status(name)
+
+    def path(self, name: str) -> Path:
+        """The installed file of ``name`` (its folder for multi-file sets); WeightsError naming the fix if absent."""
+        from .zoo import store
+
+        return store.installed_path(name)
+
+    def download(
+        self, name: str, *, urls: Sequence[str] | None = None, force: bool = False, progress: bool = True
+    ) -> list[Path]:
+        """Download ``name`` into the cache (size, sha256 and format checked before anything is placed).
+
+        ``urls``: a mirror, one URL per file. A valid cached copy is kept unless ``force``. Returns its files.
+        """
+        from .zoo import store
+
+        return store.download(name, urls=tuple(urls) if urls else None, force=force, progress=progress)
+
+    def import_file(self, name: str, source: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+        """Copy a file (a folder for multi-file sets) into the cache after checking it; ``source`` is never moved
+        or changed. An installed copy is replaced only with ``force``. Returns the cached files."""
+        from .zoo import store
+
+        return store.import_files(name, source, force=force)
+
+    def verify(self, name: str | None = None) -> list[Verified]:
+        """Check the installed files of ``name`` (WeightsError if not installed) or of every installed set."""
+        from .zoo import store
+
+        return store.verify_installed(name)
+
+    def home(self) -> Path:
+        """The cache root: ``$IMPASTO_HOME`` or the platform cache folder."""
+        from .zoo import store
+
+        return store.home()
+
+    def paint_network(self) -> tuple[str, bool]:
+        """The network ``paint`` uses when given none, and whether that is the offline default (not VGG)."""
+        from .zoo.torch_formats import OFFLINE_DEFAULT, resolve_model
+
+        name = str(resolve_model(None, None))
+        return name, name == OFFLINE_DEFAULT
+
+    def list(self) -> list[Status]:  # last in the class: its name would shadow the builtin in the hints above
+        """Every registered weight set with its status, sorted by name."""
+        from .zoo import store
+
+        return store.statuses()
+
+
+models = _WeightSets()
+
+
 # --- BigGAN (impasto.gan) ----------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from .gan.interpolation import InterpolateResult
+    from .gan.model import BigGAN
+    from .gan.sampling import GenerateResult
 
 
 def classes(query: str | int | None = None) -> list:
@@ -236,8 +616,56 @@ def classes(query: str | int | None = None) -> list:
     return search(query)
 
 
-def _biggan(model: str | os.PathLike[str], device: str, precision: str, bn_stats: str):  # noqa: ANN202
-    """Load (or reuse the last loaded) BigGAN; the cache is keyed on the folder's files and their mtimes."""
+def resolve_class(name: str | int) -> int:
+    """The ImageNet index (0-999) of a class name, synonym, everyday word, number or WordNet id.
+
+    UnknownModelError (exit 2) with close names for one impasto does not know.
+    """
+    from .gan.classes import resolve
+
+    return resolve(name)
+
+
+def class_name(index: int) -> str:
+    """The common name of ImageNet class ``index`` (0-999), e.g. 933 -> ``"cheeseburger"``."""
+    from .gan.classes import name_of
+
+    return name_of(resolve_class(index))
+
+
+def explain_class(name: str | int) -> str | None:
+    """One line saying which class a word that is not a class name became (``"dog"`` -> 253 ...), or None."""
+    from .gan.classes import explain
+
+    return explain(name)
+
+
+def class_suggestions(query: str, n: int = 5) -> list:
+    """ImageNet classes whose names are close to ``query`` (for "did you mean"), best first."""
+    from .gan.classes import suggestions
+
+    return suggestions(query, n=n)
+
+
+def class_coverage_note(query: str | None) -> str | None:
+    """For an everyday word (``dog``): one line saying how many classes it covers and which one it gives."""
+    from .gan.classes import coverage_note
+
+    return coverage_note(query) if query else None
+
+
+def new_seed() -> int:
+    """A fresh noise seed (from the OS): draw it before a run to know the run's file names up front."""
+    from .gan.sampling import new_seed as _new_seed
+
+    return _new_seed()
+
+
+def _biggan(
+    model: str | os.PathLike[str], device: str, precision: str, bn_stats: str, models: ModelCache | None
+) -> BigGAN:
+    """Load (or reuse from ``models``, default ``default_models``) a BigGAN; keyed on the folder, its files'
+    mtimes, the device, the precision and the batch-norm statistics rule."""
     from pathlib import Path
 
     from .devices import resolve_device
@@ -249,16 +677,9 @@ def _biggan(model: str | os.PathLike[str], device: str, precision: str, bn_stats
         (Path(folder) / n).stat().st_mtime_ns for n in (biggan_format.CONFIG_NAME, biggan_format.WEIGHTS_NAME)
         if (Path(folder) / n).exists()
     )  # fmt: skip
-    key = (str(Path(folder).resolve()), stamp, str(resolve_device(device)), precision, bn_stats)
-    cached = _BIGGAN_CACHE.get("model")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    net = load_model(folder, device=device, precision=precision, bn_stats=bn_stats)
-    _BIGGAN_CACHE["model"] = (key, net)
-    return net
-
-
-_BIGGAN_CACHE: dict = {}  # the last loaded BigGAN only (a loaded model is not per-run state; weights are read-only)
+    key = ("biggan", str(Path(folder).resolve()), stamp, str(resolve_device(device)), precision, bn_stats)
+    cache = default_models if models is None else models
+    return cache.get(key, lambda: load_model(folder, device=device, precision=precision, bn_stats=bn_stats))
 
 
 def generate(
@@ -272,17 +693,24 @@ def generate(
     precision: str = "auto",
     bn_stats: str = "reference",
     batch_size: int = 8,
+    skip: Collection[int] = (),
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
-):  # noqa: ANN201 - returns impasto.gan.GenerateResult (imported lazily)
+    models: ModelCache | None = None,
+) -> GenerateResult:
     """BigGAN samples: ``samples`` images of each class (names, synonyms, numbers or WordNet ids).
 
     ``truncation`` in (0, 1]; ``seed`` None draws a fresh one (recorded in the result). ``model``: a registered
     name (``biggan-deep.128/256/512``) or a folder with config.json + pytorch_model.bin. ``precision``: auto
-    (fp16 on CUDA, bf16 on CPUs with fast bf16, else fp32), fp32, bf16 or fp16. Returns ``GenerateResult``
-    whose ``images`` are (len(classes) * samples, 3, H, W) float32 in [-1, 1], class-major. Inputs are checked
-    before the model loads.
+    (fp16 on CUDA, bf16 on CPUs with fast bf16, else fp32), fp32, bf16 or fp16. ``skip``: rows (``i * samples +
+    j``: class i, sample j) not to draw, e.g. those a killed run already wrote; the rest are exactly as without
+    ``skip``. ``models``: where the loaded network is kept (default ``default_models``). Returns
+    ``GenerateResult``: ``images`` (len(rows), 3, H, W) float32 in [-1, 1], class-major, ``pictures()`` and
+    ``grid()`` as PIL images, ``elapsed``, ``info``. Emits a Preview per image (``info["row"]``) after each batch.
+    Inputs are checked before the model loads.
     """
+    from dataclasses import replace
+
     from .gan.classes import resolve
     from .gan.sampling import GenerateConfig
     from .gan.sampling import generate as _generate
@@ -290,10 +718,11 @@ def generate(
     names = [class_names] if isinstance(class_names, (str, int)) else list(class_names)
     config = GenerateConfig(
         classes=tuple(resolve(c) for c in names), samples=samples, truncation=truncation, seed=seed,
-        batch_size=batch_size,
+        batch_size=batch_size, skip=frozenset(int(r) for r in skip),
     ).validated()  # fmt: skip
-    net = _biggan(model, device, precision, bn_stats)
-    return _generate(net, config, callback=callback, cancel=cancel)
+    net = _biggan(model, device, precision, bn_stats, models)
+    result = _generate(net, config, callback=callback, cancel=cancel)
+    return replace(result, info={**result.info, "model": str(model)})
 
 
 def interpolate(
@@ -313,11 +742,15 @@ def interpolate(
     batch_size: int = 8,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
-):  # noqa: ANN201 - returns impasto.gan.InterpolateResult (imported lazily)
+    models: ModelCache | None = None,
+) -> InterpolateResult:
     """Frames from (from_class, seed_from) to (to_class, seed_to; default seed_from), linear or spherical
     (``slerp``) in noise and class-embedding space. ``steps`` >= 2 frames include both endpoints, which equal
-    the plain ``generate`` samples. Returns ``InterpolateResult`` with ``frames`` (steps, samples, 3, H, W)
-    float32 in [-1, 1]."""
+    the plain ``generate`` samples. ``models``: where the loaded network is kept (default ``default_models``).
+    Returns ``InterpolateResult``: ``frames`` (steps, samples, 3, H, W) float32 in [-1, 1], ``pictures()`` (one
+    PIL image per frame, the samples side by side), ``grid()``, ``elapsed``, ``info``."""
+    from dataclasses import replace
+
     from .gan.classes import resolve
     from .gan.interpolation import InterpolateConfig
     from .gan.interpolation import interpolate as _interpolate
@@ -326,5 +759,6 @@ def interpolate(
         class_from=resolve(from_class), class_to=resolve(to_class), seed_from=seed_from, seed_to=seed_to,
         steps=steps, samples=samples, truncation=truncation, spherical=slerp, batch_size=batch_size,
     ).validated()  # fmt: skip
-    net = _biggan(model, device, precision, bn_stats)
-    return _interpolate(net, config, callback=callback, cancel=cancel)
+    net = _biggan(model, device, precision, bn_stats, models)
+    result = _interpolate(net, config, callback=callback, cancel=cancel)
+    return replace(result, info={**result.info, "model": str(model)})

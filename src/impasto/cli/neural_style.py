@@ -20,27 +20,31 @@ Where it differs, on purpose:
   format. ``impasto paint`` refuses instead (unless ``--overwrite``).
 * Images are read with impasto's loader: EXIF orientation applied, transparency composited on white (upstream
   ignores the orientation tag and drops alpha). Identical for ordinary RGB files.
-* Ctrl-C stops after the current step and saves the latest image to ``-output_image``.
+* Ctrl-C stops after the current step and saves the latest image to ``-output_image`` (nothing when no step was
+  taken yet). The output folder is checked for writing before the run; if the final image still cannot be written
+  (disk full) it is saved in the temporary folder, one line says where, exit code 1.
+* ``-num_iterations 1`` evaluates once (upstream's loop runs L-BFGS twice then).
 * ``-backend``/``-cudnn_autotune`` are accepted; cuDNN is always used on CUDA, autotune sets cudnn.benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
-from ..events import Progress, Started
-from ..media import IMAGE_EXTENSIONS, save_image, tensor_to_pil
-from ..zoo.registry import CAFFE_BGR
+from ..events import Event, Preview, Progress, Started
+from ..media import IMAGE_EXTENSIONS, check_writable
+from .common import ProgressBar, cancel_on_sigint
+from .paint import StepImages, cancelled, save_result, seeded_determinism, total_loss_only
 
 _UNSET = object()
+NO_PROFILE = b""  # media.save_image: embed no ICC profile
 NS_DEFAULT_MODEL = "models/vgg19-d01eb7cb.pth"
 NS_STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tiff")
 _BACKENDS = ["nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl"]
@@ -144,6 +148,7 @@ def _check_outputs(final: Path, steps: dict[int, Path]) -> list[Path]:
     parent = final.parent if str(final.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"output folder {parent} does not exist")
+    check_writable(parent)  # before the backups are made and the work starts
     existing = [p for p in [*steps.values(), final] if p.exists()]
     for p in existing:
         if p.is_dir():
@@ -151,91 +156,55 @@ def _check_outputs(final: Path, steps: dict[int, Path]) -> list[Path]:
     return existing
 
 
-def original_colors_pil(content: Image.Image, generated: Image.Image) -> Image.Image:
-    """neural-style-pt's colour transfer: Y of ``generated`` with Cb, Cr of ``content`` (PIL's 8-bit YCbCr)."""
-    channels = list(content.convert("YCbCr").split())
-    channels[0] = generated.convert("YCbCr").split()[0]
-    return Image.merge("YCbCr", channels).convert("RGB")
+# Flags whose value needs more than a copy into the PaintConfig field of the same name (every other neural-style-pt
+# flag is named exactly like its field and copied as argparse parsed it; see config_from_args).
+_SPECIAL = {"gpu", "model_file", "content_layers", "style_layers", "original_colors"}
 
 
-def content_as_saved(path: str, image_size: int, contract: str) -> Image.Image:
-    """The content image as neural-style-pt hands it to the colour transfer: sized, preprocessed, deprocessed, 8-bit."""
-    from ..gatys.preprocess import deprocess, neural_style_size, preprocess, resize_like_neural_style, truncate_to_8bit
-    from ..imaging import load_image
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - api.PaintConfig
+    """The PaintConfig of a neural-style-pt command line: each flag goes to the field of the same name."""
+    from ..api import PaintConfig
 
-    img = load_image(path)
-    x = resize_like_neural_style(img, neural_style_size(img.size, image_size))
-    return tensor_to_pil(truncate_to_8bit(deprocess(preprocess(x, contract), contract)))
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(PaintConfig)
+        if hasattr(args, f.name) and f.name not in _SPECIAL
+    }
+    model_file = args.model_file
+    if model_file is _UNSET:
+        model_file = None
+        if args.model is None and Path(NS_DEFAULT_MODEL).is_file():
+            model_file = NS_DEFAULT_MODEL
+    return PaintConfig(
+        **values,
+        gpu=_gpu(args.gpu),
+        model_file=model_file,
+        content_layers=None if args.content_layers is _UNSET else args.content_layers,
+        style_layers=None if args.style_layers is _UNSET else args.style_layers,
+        original_colors=False,  # applied on the 8-bit images with PIL, exactly as neural-style-pt does
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import paint
-    from ..events import CancelToken
-    from ..gatys.config import PaintConfig
-    from ..gatys.preprocess import truncate_to_8bit
-    from .paint import SigintCancel, progress_callback
+    from .. import api
 
     quiet = bool(getattr(args, "quiet", False))
-    model, model_file = args.model, args.model_file
-    if model_file is _UNSET:
-        model_file = None
-        if model is None and Path(NS_DEFAULT_MODEL).is_file():
-            model_file = NS_DEFAULT_MODEL
-    config = PaintConfig(
-        image_size=args.image_size,
-        style_blend_weights=args.style_blend_weights,
-        style_scale=args.style_scale,
-        original_colors=False,  # applied here, on 8-bit images with PIL, exactly as neural-style-pt does
-        gpu=_gpu(args.gpu),
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        normalize_weights=args.normalize_weights,
-        normalize_gradients=args.normalize_gradients,
-        num_iterations=args.num_iterations,
-        init=args.init,
-        init_image=args.init_image,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        lbfgs_num_correction=args.lbfgs_num_correction,
-        print_iter=args.print_iter,
-        save_iter=args.save_iter,
-        model=model,
-        model_file=model_file,
-        pooling=args.pooling,
-        content_layers=None if args.content_layers is _UNSET else args.content_layers,
-        style_layers=None if args.style_layers is _UNSET else args.style_layers,
-        disable_check=args.disable_check,
-        backend=args.backend,
-        cudnn_autotune=args.cudnn_autotune,
-        seed=args.seed,
-        multidevice_strategy=args.multidevice_strategy,
-    )
+    config = config_from_args(args)
     styles = style_list(args.style_image)
     config.validate(num_styles=len(styles))
     final, steps = output_paths(args.output_image, config.num_iterations, config.save_iter)
     existing = _check_outputs(final, steps)
+    bar = ProgressBar(quiet, total=config.num_iterations, announce="impasto neural-style")
     for old in existing:  # the command line stays neural-style-pt's, but nothing the user had is lost
         kept = _backup(old)
         if not quiet:
-            print(f"impasto: kept the existing {old} as {kept} (neural-style-pt would overwrite it)", file=sys.stderr)
+            bar.write(f"impasto: kept the existing {old} as {kept} (neural-style-pt would overwrite it)")
 
-    keep_colors = bool(args.original_colors)
-    colour_source: dict[str, Any] = {}
+    pictures: dict[str, Any] = {}
 
     def to_pil(image: Any) -> Any:
-        """(1, 3, H, W) in [0, 1] -> 8-bit PIL as neural-style-pt saves it (truncated; original colours)."""
-        pil = tensor_to_pil(truncate_to_8bit(image))
-        content = colour_source.get("content")
-        return original_colors_pil(content, pil) if keep_colors and content is not None else pil
-
-    def on_started(event: Started) -> None:
-        if keep_colors:
-            colour_source["content"] = content_as_saved(
-                args.content_image, config.image_size, str(event.info.get("preprocessing", CAFFE_BGR))
-            )
-        if not quiet:
-            print(f"impasto neural-style: {event.info.get('model')} on {event.info.get('device')}", file=sys.stderr)
+        """(3, H, W) or (1, 3, H, W) in [0, 1] -> 8-bit PIL as neural-style-pt saves it (truncated; colours)."""
+        return pictures["make"](image)
 
     def report(event: Progress) -> None:
         if quiet or not event.info.get("print"):
@@ -250,32 +219,34 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  Total loss: {event.losses['total']}")
         tqdm.write("\n".join(lines), file=sys.stdout)
 
-    def on_preview(event: Any) -> None:
-        path = steps.get(event.step)
-        if path is not None:
-            save_image(to_pil(event.image), path)
+    # neural-style-pt's files carry no colour profile; neither do these (byte for byte the same PNGs)
+    step_images = StepImages(steps.get, bar, picture=lambda e: to_pil(e.raw), icc_profile=NO_PROFILE)
 
-    bar_callback, close = progress_callback(quiet, config.num_iterations, on_preview, report)
-
-    def callback(event: Any) -> None:
+    def callback(event: Event) -> None:
         if isinstance(event, Started):
-            on_started(event)
-        bar_callback(event)
+            pictures["make"] = api.neural_style_pictures(
+                args.content_image, image_size=config.image_size,
+                preprocessing=str(event.info["preprocessing"]), original_colors=bool(args.original_colors),
+            )  # fmt: skip
+        if isinstance(event, Preview):
+            step_images(event)
+            return
+        bar(total_loss_only(event))
+        if isinstance(event, Progress):
+            report(event)
 
     keep_freed_memory()  # big activations are reused across steps instead of page-faulted in each time
-    token = CancelToken()
+    seeded_determinism(config.seed)
+    near: list[str | None] = []  # no checkpoint: the fallback is the temporary folder
     try:
-        with SigintCancel(token):
-            result = paint(args.content_image, styles, config, callback=callback, cancel=token)
+        with cancel_on_sigint() as token:
+            result = api.paint(args.content_image, styles, config, callback=callback, cancel=token)
     except Cancelled as exc:
-        close()
-        if exc.partial is not None:
-            save_image(to_pil(exc.partial), final)
-            print(f"impasto: interrupted; saved the latest image to {final}", file=sys.stderr)
-        return 130
+        bar.close()
+        return cancelled(exc, final, lambda img, dest: save_result(to_pil(img), dest, near, NO_PROFILE), None)
     finally:
-        close()
-    save_image(to_pil(result.image), final)
+        bar.close()
+    saved = save_result(to_pil(result.image), final, near, NO_PROFILE)
     if quiet:
-        print(final)
+        print(saved)
     return 0

@@ -1,27 +1,47 @@
 """``impasto paint CONTENT --style S [--style S ...] -o OUT``: painting by optimisation.
 
-Every option is generated from :class:`impasto.gatys.config.PaintConfig` (field ``style_weight`` ->
-``--style-weight``). Intermediate images go beside OUT as ``OUT_<step>.EXT`` every ``--save-iter`` steps, like
-neural-style-pt. Nothing is overwritten without ``--overwrite``; every output path is checked before any work.
-Ctrl-C stops at the next step and saves the latest image to OUT.
+Every option is generated from :class:`impasto.api.PaintConfig` (field ``style_weight`` -> ``--style-weight``).
+Intermediate images go beside OUT as ``OUT_<step>.EXT`` every ``--save-iter`` steps, like neural-style-pt.
+
+What happens to files:
+
+* Nothing is replaced without ``--overwrite``. ``--resume`` replaces OUT and its step images only when there is a
+  checkpoint of the same run to continue (they are that run's); with no checkpoint it is a fresh run and refuses
+  like any other. Every output path, the checkpoint's folder included, is checked (exists, writable) before the
+  work starts.
+* Ctrl-C stops at the next step and saves the latest image to OUT -- but only when this run took a step: a
+  Ctrl-C before the first step leaves OUT exactly as it was (and says so). Exit code 130.
+* Every file is written atomically, so ``kill -9`` never leaves a torn file at an output name (only ``.*.part``
+  temporaries); with ``--checkpoint-every N``, ``--resume`` continues from the last checkpoint (and removes the
+  temporaries the killed run left beside its own files).
+* If OUT cannot be written at the end (disk full), the result is saved next to the checkpoint or in the temporary
+  folder, one line says where, and the exit code is 1. A step image that cannot be written is skipped (one line).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..devices import keep_freed_memory
-from ..errors import Cancelled
-from ..events import Event, Finished, Preview, Progress, Started
-from ..media import check_output_path, save_image
+from ..errors import Cancelled, ConfigError
+from ..events import Event, Preview, Progress, Started
+from ..media import (
+    SavedElsewhere,
+    check_output_path,
+    ensure_folder,
+    is_unwritable,
+    save_image,
+    save_or_fallback,
+    stray_parts,
+)
+from .common import ProgressBar, cancel_on_sigint
 
 # Fields with their own CLI spelling (positional / special handling).
 _SKIP = {"init_image"}
@@ -45,7 +65,7 @@ def _field_type(hint: Any) -> tuple[Callable[[str], Any] | None, bool, str]:
 
 def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) -> None:
     """One ``--kebab-case`` option per PaintConfig field (help and default from the field)."""
-    from ..gatys.config import PaintConfig
+    from ..api import PaintConfig
 
     hints = typing.get_type_hints(PaintConfig)
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -65,7 +85,7 @@ def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) ->
         if default is not None:
             help_text = f"{help_text} (default: {shown})"
         extra = ["--device"] if f.name == "gpu" else []
-        group.add_argument(flag, *extra, dest=f.name, type=kind, default=None, metavar=metavar, help=help_text)
+        group.add_argument(flag, *extra, dest=f.name, type=kind or str, default=None, metavar=metavar, help=help_text)
 
 
 _EXTRAS = {"scales", "scale_iterations", "fast", "checkpoint_every", "checkpoint_path", "resume"}
@@ -73,7 +93,7 @@ _EXTRAS = {"scales", "scale_iterations", "fast", "checkpoint_every", "checkpoint
 
 def config_from_args(args: argparse.Namespace, **base: Any):  # noqa: ANN201 - PaintConfig, imported lazily
     """A PaintConfig from the options given on the command line (the rest keep their defaults)."""
-    from ..gatys.config import PaintConfig
+    from ..api import PaintConfig
 
     values = dict(base)
     for f in dataclasses.fields(PaintConfig):
@@ -117,108 +137,151 @@ def preview_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step}{output.suffix}")
 
 
-class SigintCancel:
-    """While active, the first Ctrl-C cancels ``token`` (the run stops and keeps its image); a second one aborts."""
+def total_loss_only(event: Event) -> Event:
+    """A Progress event showing only the total loss (as ``loss``) on the bar; other events unchanged."""
+    if isinstance(event, Progress) and "total" in event.losses:
+        return dataclasses.replace(event, losses={"loss": event.losses["total"]})
+    return event
 
-    def __init__(self, token: Any) -> None:
-        self.token = token
-        self._old: Any = None
 
-    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        if self.token.cancelled:
-            raise KeyboardInterrupt
-        self.token.cancel()
-        print("\nimpasto: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+def seeded_determinism(seed: int) -> None:
+    """For a seeded run, ask cuDNN for deterministic algorithms, as neural-style-pt does.
 
-    def __enter__(self) -> SigintCancel:
+    This is process-wide state, which is why the command (which owns the process) sets it and the library does
+    not; it only matters on CUDA (the CPU kernels are deterministic).
+    """
+    import torch
+
+    if seed >= 0 and torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+
+
+class StepImages:
+    """Saves each Preview to ``path_of(step)``; a step image that cannot be written is skipped with one line."""
+
+    def __init__(
+        self,
+        path_of: Callable[[int], Path | None],
+        bar: ProgressBar,
+        picture: Callable[[Preview], Any] = lambda e: e.image,
+        icc_profile: bytes | None = None,
+    ) -> None:
+        self.path_of, self.bar, self.picture, self.icc_profile = path_of, bar, picture, icc_profile
+        self.failed = False
+
+    def __call__(self, event: Preview) -> None:
+        path = self.path_of(event.step)
+        if path is None:
+            return
         try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._old = None
-        return self
+            save_image(self.picture(event), path, icc_profile=self.icc_profile)
+        except OSError as exc:
+            if not is_unwritable(exc):
+                raise
+            if not self.failed:
+                self.failed = True
+                self.bar.write(f"impasto: could not write step image {path} ({exc.strerror}); painting on")
 
-    def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+
+def save_result(image: Any, output: Path, near: Sequence[str | None], icc_profile: bytes | None = None) -> Path:
+    """Write the result to ``output``; if it cannot take it (disk full), save near the checkpoint or in the temp
+    folder and raise SavedElsewhere (one line, exit code 1)."""
+    return save_or_fallback(lambda p: save_image(image, p, icc_profile=icc_profile), output, near=near)
 
 
-def progress_callback(
-    quiet: bool,
-    total_hint: int,
-    on_preview: Callable[[Preview], None],
-    on_progress: Callable[[Progress], None] | None = None,
-) -> tuple[Callable[[Event], None], Callable[[], None]]:
-    """A tqdm bar (stderr) driven by events; Preview events go to ``on_preview``."""
-    from tqdm import tqdm
+def cancelled(exc: Cancelled, output: Path, save: Callable[[Any, Path], Path], resume_hint: str | None) -> int:
+    """After Ctrl-C: save the partial image when the run took a step, else leave OUT alone; one line; 130."""
+    if exc.partial is None:
+        kept = f"{output} left as it was" if output.exists() else "nothing saved"
+        print(f"impasto: interrupted before the first step; {kept}", file=sys.stderr)
+        return 130
+    try:
+        saved = save(exc.partial, output)
+    except SavedElsewhere as elsewhere:
+        print(f"impasto: interrupted; {elsewhere}", file=sys.stderr)
+        return 130
+    hint = f" (run again with --resume to continue from {resume_hint})" if resume_hint else ""
+    print(f"impasto: interrupted; saved the latest image to {saved}{hint}", file=sys.stderr)
+    return 130
 
-    state: dict[str, Any] = {}
 
-    def callback(event: Event) -> None:
-        if isinstance(event, Started) and not quiet:
-            if "model" in event.info and not state.get("announced"):  # which network paints ("..., not VGG")
-                state["announced"] = True
-                print(f"impasto paint: {event.info['model']} on {event.info.get('device')}", file=sys.stderr)
-            state["bar"] = tqdm(total=event.total or total_hint, unit="step", file=sys.stderr, leave=False)
-        elif isinstance(event, Progress):
-            bar = state.get("bar")
-            if bar is not None:
-                bar.n = min(event.step, bar.total or event.step)
-                bar.set_postfix({"loss": f"{event.losses.get('total', float('nan')):.4g}"}, refresh=False)
-                bar.refresh()
-            if on_progress is not None:
-                on_progress(event)
-        elif isinstance(event, Preview):
-            on_preview(event)
-        elif isinstance(event, Finished):
-            close()
+def _check_outputs(output: Path, preview_steps: tuple[int, ...], config: Any, overwrite: bool,
+                   resumed_at: int | None) -> Path:  # fmt: skip
+    """Every path the run will write, checked before the work (exists only with leave, folder writable)."""
+    replace = overwrite or resumed_at is not None
+    if config.resume and resumed_at is None and not overwrite and output.exists():
+        raise ConfigError(
+            f"{output} already exists and there is no checkpoint at {config.checkpoint_path} to resume; "
+            "pass --overwrite to start over and replace it"
+        )
+    output = check_output_path(output, overwrite=replace)
+    for step in preview_steps:
+        check_output_path(preview_path(output, step), overwrite=replace)
+    if config.checkpoint_path:
+        ckpt = Path(config.checkpoint_path)
+        if ckpt.is_dir():
+            raise ConfigError(f"checkpoint path {ckpt} is a folder; give a file name")
+        if ckpt.exists() and not config.resume and not overwrite:
+            raise ConfigError(
+                f"{ckpt} already exists (the checkpoint of an earlier run); pass --resume to continue it or "
+                "--overwrite to start over"
+            )
+        ensure_folder(ckpt.parent if str(ckpt.parent) else Path("."), what="checkpoint folder")
+    return output
 
-    def close() -> None:
-        bar = state.pop("bar", None)
-        if bar is not None:
-            bar.close()
 
-    return callback, close
+def _remove_stray_parts(output: Path, preview_steps: tuple[int, ...], ckpt: str | None) -> None:
+    """Delete the temporaries a killed writer of THIS run's files left (``.out.png.XXXX.part``), before resuming."""
+    mine = [output, *(preview_path(output, t) for t in preview_steps), *([Path(ckpt)] if ckpt else [])]
+    for target in mine:
+        for part in stray_parts(target.parent if str(target.parent) else Path(".")):
+            if part.name.startswith(f".{target.name}.") and part.name.count(".") == target.name.count(".") + 3:
+                part.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..events import CancelToken
-    from ..gatys.optimize import save_steps, scale_plan
 
     base: dict[str, Any] = {}
     if args.init_image is not None:
         base.update(init="image", init_image=args.init_image)
     config = config_from_args(args, **base).validate()
-    # A resumed run continues the one that wrote OUT and its step images: replacing them is the point.
-    overwrite = args.overwrite or bool(config.resume)
-    output = check_output_path(args.output, overwrite=overwrite)
-    for step in save_steps(config):
-        check_output_path(preview_path(output, step), overwrite=overwrite)
+    output = Path(args.output)
     if (config.checkpoint_every or config.resume) and not config.checkpoint_path:
         config = config.replace(checkpoint_path=str(checkpoint_path(output)))
+    styles = style_inputs(args.style)
+    plan = api.paint_plan(config)
+    resumed_at = api.paint_resume_point(args.content, styles, config) if config.resume else None
+    output = _check_outputs(output, plan.preview_steps, config, args.overwrite, resumed_at)
+    if resumed_at is not None:
+        _remove_stray_parts(output, plan.preview_steps, config.checkpoint_path)
+    near = [str(Path(config.checkpoint_path).parent)] if config.checkpoint_path else []
 
-    def on_preview(event: Preview) -> None:
-        save_image(event.image, preview_path(output, event.step))
+    bar = ProgressBar(args.quiet, total=plan.total, announce="impasto paint")
+    step_images = StepImages(lambda step: preview_path(output, step), bar)
+
+    def callback(event: Event) -> None:
+        if isinstance(event, Preview):
+            step_images(event)
+            return
+        bar(total_loss_only(event))
+        if isinstance(event, Started) and "resumed_at" in event.info and not args.quiet:
+            bar.write(f"impasto paint: resuming at step {event.info['resumed_at']} of {event.total}")
 
     keep_freed_memory()  # big activations are reused across steps instead of page-faulted in each time
-    callback, close = progress_callback(args.quiet, sum(n for _, n in scale_plan(config)), on_preview)
-    token = CancelToken()
+    seeded_determinism(config.seed)
     try:
-        with SigintCancel(token):
-            result = api.paint(args.content, style_inputs(args.style), config, callback=callback, cancel=token)
+        with cancel_on_sigint() as token:
+            result = api.paint(args.content, styles, config, callback=callback, cancel=token)
     except Cancelled as exc:
-        close()
-        if exc.partial is not None:
-            save_image(exc.partial, output)
-            print(f"impasto: interrupted; saved the latest image to {output}", file=sys.stderr)
-            if config.checkpoint_every:
-                print(f"impasto: run again with --resume to continue from {config.checkpoint_path}", file=sys.stderr)
-        return 130
+        bar.close()
+        hint = config.checkpoint_path if config.checkpoint_every else None
+        return cancelled(exc, output, lambda img, dest: save_result(img, dest, near), hint)
     finally:
-        close()
-    save_image(result.image, output)
+        bar.close()
+    saved = save_result(result.image, output, near)
     if not args.quiet:
-        print(f"{output}  ({result.model}, {result.steps} steps, loss {result.final_loss:.4g}, {result.elapsed:.1f} s)")
+        print(f"{saved}  ({result.model}, {result.steps} steps, loss {result.final_loss:.4g}, {result.elapsed:.1f} s)")
     else:
-        print(output)
+        print(saved)
     return 0

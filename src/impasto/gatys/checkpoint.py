@@ -48,17 +48,34 @@ class Checkpointer(Protocol):
     def load(self) -> dict[str, Any] | None: ...
 
 
+def _save(state: dict[str, Any], tmp: Path) -> None:
+    # Through a file object: torch.save to a path reports a full disk as a RuntimeError without an errno.
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+
+
 class FileCheckpointer:
     """Snapshots in one file at ``path``, replaced atomically (temporary file + ``os.replace``)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.failures = 0  # saves that could not be written (disk full, read-only): the run went on without them
 
     def save(self, state: dict[str, Any]) -> None:
-        from ..media import atomic_write
+        """Replace the checkpoint atomically. A destination that cannot take it (disk full, read-only) does not end
+        the run: the previous checkpoint stays intact, a warning is logged (once) and painting goes on."""
+        from ..media import atomic_write, is_unwritable
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, lambda tmp: _save(state, tmp))
+        except OSError as exc:
+            if not is_unwritable(exc):
+                raise
+            self.failures += 1
+            if self.failures == 1:
+                log.warning("could not write checkpoint %s (%s); painting on without it", self.path, exc.strerror)
+            return
         log.debug("checkpoint written to %s (step %s)", self.path, state.get("step"))
 
     def load(self) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ device. impasto also accepts layer names (split after that layer), which are eas
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,7 +103,7 @@ class SplitFeatureNet(nn.Module):
     the device of the layer that made it.
     """
 
-    def __init__(self, net: nn.Module, devices: Sequence[torch.device], bounds: Sequence[int]) -> None:
+    def __init__(self, net: Any, devices: Sequence[torch.device], bounds: Sequence[int]) -> None:
         super().__init__()
         if not hasattr(net, "apply_layer"):
             raise ConfigError("this feature network cannot be split over several devices; use one device")

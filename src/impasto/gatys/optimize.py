@@ -13,12 +13,19 @@ Outline of :func:`paint`:
 
 Like neural-style-pt, step ``t`` is the ``t``-th evaluation of the loss, and its Progress/Preview and the final
 image show the image that evaluation saw (so the final image is the one whose loss is the last reported; the
-optimiser's last update is never evaluated, exactly as upstream).
+optimiser's last update is never evaluated, exactly as upstream). ``num_iterations`` is a hard budget of
+evaluations: a run never reports step ``N + 1`` of ``N``. Departure from neural-style-pt: its loop (``while
+num_calls <= 1: optimizer.step()``) runs L-BFGS twice when ``num_iterations`` is 1, so it evaluates twice; impasto
+evaluates once. Every other length is step for step upstream's.
 
-Events: Started, Progress every step (per-layer losses ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``;
-``info["print"]`` is True on ``print_iter`` steps), Preview (a (3, H, W) image in [0, 1]) every ``save_iter``
-steps except the last, Finished. A CancelToken is checked before every evaluation: Cancelled(partial) carries the
-latest image (1, 3, H, W) in [0, 1]. No printing, no files (checkpoints go through a Checkpointer, see below).
+Events: Started once the network is open (before the targets are computed, so a caller learns which network
+paints before the slow part), Progress every step (per-layer losses ``content:<layer>``, ``style:<layer>``,
+``tv``, ``total``; ``info["print"]`` is True on ``print_iter`` steps), Preview every ``save_iter`` steps except the
+last (``image`` an RGB PIL image, ``raw`` the (3, H, W) float tensor in [0, 1] it was made from), Finished. A
+CancelToken is checked before the targets, before every evaluation and between scales: Cancelled(partial) carries
+the latest image (1, 3, H, W) in [0, 1] -- or None when this call has not taken a step yet (the starting noise is
+nobody's work, and a resumed run's starting point is already in its checkpoint). No printing, no files
+(checkpoints go through a Checkpointer, see below).
 
 Extras beyond neural-style-pt, all off by default (a run without them is bit-identical to upstream):
 
@@ -31,6 +38,12 @@ Extras beyond neural-style-pt, all off by default (a run without them is bit-ide
   steps, and resuming must feed it back in before the first step -- a two-way exchange an event stream cannot do.
   The loop builds plain tensors/dicts and never touches the disk; :mod:`impasto.gatys.checkpoint` owns the file
   format and the atomic write, so a CLI, a test (in memory) or a web job choose where snapshots live.
+
+Process-wide state: none is changed, except ``torch.backends.cudnn.benchmark`` for a CUDA run that asks for
+``cudnn_autotune`` (see :func:`_cudnn_autotune`). Randomness comes from a ``torch.Generator`` (never the global
+RNG). Bit-exact repeats on CUDA also need ``torch.backends.cudnn.deterministic = True``, which is the caller's to
+set (``impasto paint`` and ``impasto neural-style`` set it for a seeded run, as neural-style-pt does): a library
+must not change it under other threads' feet.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +62,7 @@ from PIL import Image
 from ..errors import Cancelled, ConfigError
 from ..events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from ..imaging import transfer_luminance
+from ..media import tensor_to_pil
 from ..zoo import torch_formats
 from . import checkpoint, fastpath
 from . import losses as L
@@ -58,7 +72,13 @@ from .preprocess import deprocess, neural_style_size, preprocess, resize_like_ne
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PaintResult", "Problem", "evaluate", "loss_labels", "paint", "prepare", "save_steps"]
+__all__ = [
+    "PaintPlan", "PaintResult", "Problem", "evaluate", "loss_labels", "paint", "plan", "prepare", "save_steps",
+    "scale_plan",
+]  # fmt: skip
+
+
+# --- what a run returns and what it works on ----------------------------------------------------------------
 
 
 @dataclass
@@ -66,7 +86,9 @@ class PaintResult:
     """What :func:`paint` returns.
 
     ``image``: (1, 3, H, W) RGB float in [0, 1] on the CPU (original colours applied when asked); ``raw``: the
-    optimised image in the network's input space; ``losses``: one dict per step (see module docstring).
+    optimised image in the network's input space; ``losses``: one dict per step (see module docstring);
+    ``elapsed``: seconds; ``info``: what ran where (``model``, ``device``, ``preprocessing``, ``layers``,
+    ``size`` (H, W)). :meth:`pictures` gives the result as PIL images, the shape every method returns.
     """
 
     image: torch.Tensor
@@ -78,10 +100,15 @@ class PaintResult:
     preprocessing: str
     elapsed: float
     config: PaintConfig
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final_loss(self) -> float:
         return self.losses[-1]["total"] if self.losses else float("nan")
+
+    def pictures(self) -> list[Image.Image]:
+        """The painting as a list of one RGB PIL image (8 bits, rounded to the nearest level)."""
+        return [tensor_to_pil(self.image)]
 
 
 @dataclass
@@ -105,6 +132,9 @@ class Problem:
     fast_dtype: torch.dtype | None = None
 
 
+# --- the plan: sizes, lengths, preview steps ----------------------------------------------------------------
+
+
 def scale_plan(config: PaintConfig) -> list[tuple[int, int]]:
     """``(image_size, iterations)`` per scale: one entry without ``scales``, else one per scale, coarse to fine."""
     if not config.scales:
@@ -126,24 +156,46 @@ def save_steps(config: PaintConfig) -> list[int]:
     return [t for t in range(config.save_iter, total, config.save_iter)]
 
 
-@contextlib.contextmanager
-def _backend_flags(config: PaintConfig, devices: Sequence[torch.device]) -> Iterator[None]:
-    """neural-style-pt's ``-backend``/``-cudnn_autotune``/seeded determinism, mapped to today's torch, restored after.
+@dataclass(frozen=True)
+class PaintPlan:
+    """What a run of ``config`` will do, known before any work: for a caller that plans its outputs."""
 
-    ``backend`` is accepted for compatibility only: cuDNN is always on for CUDA (neural-style-pt's ``nn`` turned it
-    off, which today only makes runs slower) and the CPU backends are chosen by torch itself.
+    scales: tuple[tuple[int, int], ...]  # (image_size, iterations) per scale, coarse to fine
+    total: int  # steps over all scales
+    preview_steps: tuple[int, ...]  # steps with a Preview event
+
+
+def plan(config: PaintConfig) -> PaintPlan:
+    """The :class:`PaintPlan` of ``config`` (validated first)."""
+    config.validate()
+    scales = scale_plan(config)
+    return PaintPlan(tuple(scales), sum(n for _, n in scales), tuple(save_steps(config)))
+
+
+# --- preparing a problem: network, images, targets, start ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(config: PaintConfig, devices: Sequence[torch.device]) -> Iterator[None]:
+    """``cudnn_autotune`` (neural-style-pt's ``-cudnn_autotune``): cuDNN benchmark mode for this run, then restored.
+
+    Touched only for a CUDA run that asks for it; a CPU run, or one that does not ask, leaves every flag alone.
+    ``torch.backends.cudnn.benchmark`` is PROCESS-WIDE: while this run holds it, any other thread's CUDA work is
+    autotuned too, and two such runs overlapping restore in the wrong order. It is done anyway because the user
+    asked for exactly this switch and torch has no per-call equivalent; a multi-threaded host (the web studio)
+    should leave ``cudnn_autotune`` off and set the flag once itself. ``backend`` is accepted for compatibility
+    only: cuDNN is always on for CUDA and the CPU backends are chosen by torch itself.
     """
-    if not any(d.type == "cuda" for d in devices):
+    if not (config.cudnn_autotune and any(d.type == "cuda" for d in devices)):
         yield
         return
     cudnn = torch.backends.cudnn
-    saved = (cudnn.benchmark, cudnn.deterministic)
-    cudnn.benchmark = bool(config.cudnn_autotune)
-    cudnn.deterministic = config.seed >= 0 or cudnn.deterministic
+    saved = cudnn.benchmark
+    cudnn.benchmark = True  # process-wide (see above)
     try:
         yield
     finally:
-        cudnn.benchmark, cudnn.deterministic = saved
+        cudnn.benchmark = saved
 
 
 @contextlib.contextmanager
@@ -160,8 +212,152 @@ def _too_small_is_config_error(display: str, config: PaintConfig) -> Iterator[No
         ) from None
 
 
+def _w(value: float | None) -> float:
+    """A weight of a resolved config (:meth:`PaintConfig.resolve` fills every "the network's" None)."""
+    if value is None:
+        raise ConfigError("the paint config was not resolved against a network (PaintConfig.resolve)")
+    return value
+
+
 def _ordered_unique(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
+
+
+@dataclass
+class _Network:
+    """An opened, built feature network and the layers a run taps (step 2 of the outline)."""
+
+    config: PaintConfig  # resolved with the network's recommendations
+    source: torch_formats.FeatureSource
+    net: Any
+    devices: list[torch.device]
+    content_layers: list[str]
+    style_layers: list[str]
+    order: list[str]  # tapped layers in network order
+
+    @property
+    def device(self) -> torch.device:
+        return self.devices[0]
+
+
+def _build_net(source: torch_formats.FeatureSource, order: list[str], devices: list[torch.device], config: PaintConfig,
+               content_layers: list[str], style_layers: list[str]) -> Any:  # fmt: skip
+    """The frozen network up to the deepest tapped layer, on one device or split over several."""
+    if len(devices) == 1:
+        return source.build(order, devices[0], config.pooling)
+    if source.weights is None:
+        raise ConfigError(f"{source.display} cannot be split over several devices; give one device in gpu")
+    net = source.build(order, "cpu", config.pooling)
+    bounds = split_boundaries(
+        config.multidevice_strategy,
+        net.layer_names,
+        len(devices),
+        content_layers=content_layers,
+        style_layers=style_layers,
+        tv=_w(config.tv_weight) > 0,
+    )
+    return SplitFeatureNet(net, devices, bounds)
+
+
+def _open_network(config: PaintConfig, source: torch_formats.FeatureSource | None) -> _Network:
+    """Open the feature network (unless given), resolve the config against it, check the layers, build it."""
+    devices = parse_devices(config.gpu)
+    if source is None:
+        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    config = config.resolve(source.recommended)
+    content_layers = _ordered_unique(config.content_layers or source.default_content_layers)
+    style_layers = _ordered_unique(config.style_layers or source.default_style_layers)
+    source.check_layers(content_layers, "content layer")
+    source.check_layers(style_layers, "style layer")
+    order = [n for n in source.layer_names if n in set(content_layers) | set(style_layers)]
+    net = _build_net(source, order, devices, config, content_layers, style_layers)
+    return _Network(config, source, net, devices, content_layers, style_layers, order)
+
+
+def _targets(
+    network: _Network, content_in: torch.Tensor, styles: Sequence[Image.Image]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Content activations of ``content_in`` and blended style Grams of ``styles`` (sized like neural-style-pt)."""
+    config, net, device = network.config, network.net, network.device
+    style_size = int(config.image_size * config.style_scale)
+    blend = config.blend_weights(len(styles))
+    with torch.no_grad(), _too_small_is_config_error(network.source.display, config):
+        feats = net.features(content_in, network.content_layers)
+        content_targets = {n: feats[n].detach() for n in network.content_layers}
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in network.style_layers}
+        for style in styles:
+            style01 = resize_like_neural_style(style, neural_style_size(style.size, style_size))
+            feats = net.features(preprocess(style01, network.source.preprocessing).to(device), network.style_layers)
+            for n in network.style_layers:
+                grams[n].append(L.gram_matrix(feats[n]))
+            del feats
+        style_targets = {n: L.blend_grams(grams[n], blend) for n in network.style_layers}
+    return content_targets, style_targets
+
+
+def _layer_weights(
+    config: PaintConfig, content_targets: dict[str, torch.Tensor], style_targets: dict[str, torch.Tensor]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-layer loss weights: the config's, divided by the target's largest dimension with normalize_weights."""
+    content_weights = {n: float(_w(config.content_weight)) for n in content_targets}
+    style_weights = {n: float(_w(config.style_weight)) for n in style_targets}
+    if config.normalize_weights:
+        content_weights = {n: L.normalized_weight(w, content_targets[n].shape) for n, w in content_weights.items()}
+        style_weights = {n: L.normalized_weight(w, style_targets[n].shape) for n, w in style_weights.items()}
+    return content_weights, style_weights
+
+
+def _initial_image(
+    config: PaintConfig, content_in: torch.Tensor, init_image: Image.Image | None, size: tuple[int, int],
+    contract: str, device: torch.device,
+) -> torch.Tensor:  # fmt: skip
+    """The starting image (1, 3, H, W) in network space: seeded noise, the init image, or the content image."""
+    if config.init == "random":
+        gen = torch.Generator(device="cpu")
+        if config.seed >= 0:
+            gen.manual_seed(config.seed)
+        else:
+            gen.seed()
+        _, c, h, w = content_in.shape
+        # neural-style-pt: torch.randn(C, H, W).mul(0.001).unsqueeze(0), drawn on the CPU then moved.
+        return torch.randn(c, h, w, generator=gen).mul(0.001).unsqueeze(0).to(device)
+    if init_image is not None:
+        return preprocess(resize_like_neural_style(init_image, size), contract).to(device)
+    return content_in.clone()
+
+
+def _problem(
+    network: _Network, content: Image.Image, styles: Sequence[Image.Image], init_image: Image.Image | None
+) -> Problem:
+    """Steps 1, 3 and 4 of the outline on an opened network: images, targets, weights, start (and the fast copy)."""
+    config, device, contract = network.config, network.device, network.source.preprocessing
+    size = neural_style_size(content.size, config.image_size)
+    content01 = resize_like_neural_style(content, size)
+    content_in = preprocess(content01, contract).to(device)
+    content_targets, style_targets = _targets(network, content_in, styles)
+    content_weights, style_weights = _layer_weights(config, content_targets, style_targets)
+    init = _initial_image(config, content_in, init_image, size, contract, device)
+    fast_net, fast_dtype = None, None
+    if config.fast:
+        if len(network.devices) > 1:
+            raise ConfigError("the fast path (fast) runs on one device; give one device in gpu or drop fast")
+        fast_net, fast_dtype = fastpath.fast_network(network.net, device)
+    return Problem(
+        config=config,
+        net=network.net,
+        contract=contract,
+        model=network.source.display,
+        device=device,
+        content01=content01,
+        init=init,
+        content_targets=content_targets,
+        style_targets=style_targets,
+        content_weights=content_weights,
+        style_weights=style_weights,
+        order=network.order,
+        fast_net=fast_net,
+        fast_dtype=fast_dtype,
+    )
 
 
 def prepare(
@@ -173,96 +369,10 @@ def prepare(
     source: torch_formats.FeatureSource | None = None,
 ) -> Problem:
     """Open the network, size and preprocess the images, compute targets and the starting image."""
-    devices = parse_devices(config.gpu)
-    device = devices[0]
-    if source is None:
-        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
-    config = config.resolve(source.recommended)
-    content_layers = _ordered_unique(config.content_layers or source.default_content_layers)
-    style_layers = _ordered_unique(config.style_layers or source.default_style_layers)
-    source.check_layers(content_layers, "content layer")
-    source.check_layers(style_layers, "style layer")
-    order = [n for n in source.layer_names if n in set(content_layers) | set(style_layers)]
+    return _problem(_open_network(config, source), content, styles, init_image)
 
-    if len(devices) > 1:
-        if source.weights is None:
-            raise ConfigError(f"{source.display} cannot be split over several devices; give one device in gpu")
-        net = source.build(order, "cpu", config.pooling)
-        bounds = split_boundaries(
-            config.multidevice_strategy,
-            net.layer_names,
-            len(devices),
-            content_layers=content_layers,
-            style_layers=style_layers,
-            tv=config.tv_weight > 0,
-        )
-        net = SplitFeatureNet(net, devices, bounds)
-    else:
-        net = source.build(order, device, config.pooling)
 
-    # Images, sized and resampled like neural-style-pt.
-    size = neural_style_size(content.size, config.image_size)
-    content01 = resize_like_neural_style(content, size)
-    contract = source.preprocessing
-    content_in = preprocess(content01, contract).to(device)
-    style_size = int(config.image_size * config.style_scale)
-    blend = config.blend_weights(len(styles))
-
-    with torch.no_grad(), _too_small_is_config_error(source.display, config):
-        feats = net.features(content_in, content_layers)
-        content_targets = {n: feats[n].detach() for n in content_layers}
-        grams: dict[str, list[torch.Tensor]] = {n: [] for n in style_layers}
-        for style in styles:
-            style01 = resize_like_neural_style(style, neural_style_size(style.size, style_size))
-            feats = net.features(preprocess(style01, contract).to(device), style_layers)
-            for n in style_layers:
-                grams[n].append(L.gram_matrix(feats[n]))
-            del feats
-        style_targets = {n: L.blend_grams(grams[n], blend) for n in style_layers}
-    del grams
-
-    content_weights = {n: float(config.content_weight) for n in content_layers}
-    style_weights = {n: float(config.style_weight) for n in style_layers}
-    if config.normalize_weights:
-        content_weights = {n: L.normalized_weight(w, content_targets[n].shape) for n, w in content_weights.items()}
-        style_weights = {n: L.normalized_weight(w, style_targets[n].shape) for n, w in style_weights.items()}
-
-    if config.init == "random":
-        gen = torch.Generator(device="cpu")
-        if config.seed >= 0:
-            gen.manual_seed(config.seed)
-        else:
-            gen.seed()
-        _, c, h, w = content_in.shape
-        # neural-style-pt: torch.randn(C, H, W).mul(0.001).unsqueeze(0), drawn on the CPU then moved.
-        init = torch.randn(c, h, w, generator=gen).mul(0.001).unsqueeze(0).to(device)
-    elif init_image is not None:
-        init = preprocess(resize_like_neural_style(init_image, size), contract).to(device)
-    else:
-        init = content_in.clone()
-
-    fast_net, fast_dtype = None, None
-    if config.fast:
-        if len(devices) > 1:
-            raise ConfigError("the fast path (fast) runs on one device; give one device in gpu or drop fast")
-        fast_net, fast_dtype = fastpath.fast_network(net, device)
-
-    return Problem(
-        config=config,
-        net=net,
-        contract=contract,
-        model=source.display,
-        device=device,
-        content01=content01,
-        init=init,
-        content_targets=content_targets,
-        style_targets=style_targets,
-        content_weights=content_weights,
-        style_weights=style_weights,
-        order=order,
-        fast_net=fast_net,
-        fast_dtype=fast_dtype,
-    )
+# --- the loss -------------------------------------------------------------------------------------------------
 
 
 def _to_image(raw: torch.Tensor, problem: Problem, config: PaintConfig) -> torch.Tensor:
@@ -277,9 +387,49 @@ def loss_labels(problem: Problem) -> list[str]:
     """Term names :func:`evaluate` reports, in order: ``content:<layer>``, ``style:<layer>``, ``tv``, ``total``."""
     labels = [f"content:{n}" for n in problem.order if n in problem.content_targets]
     labels += [f"style:{n}" for n in problem.order if n in problem.style_targets]
-    if problem.config.tv_weight > 0:
+    if _w(problem.config.tv_weight) > 0:
         labels.append("tv")
     return labels + ["total"]
+
+
+def _fused(
+    fn: type[torch.autograd.Function], f: torch.Tensor, target: torch.Tensor, weight: float, ng: bool
+) -> torch.Tensor:
+    if not ng:
+        return fn.apply(f, target, weight)
+    return L.scale_gradients(fn.apply(f, target, 1.0), weight) * weight
+
+
+LayerLoss = Callable[[torch.Tensor, str], torch.Tensor]  # (activation, layer) -> 0-d loss on problem.device
+
+
+def _exact_path(problem: Problem, img: torch.Tensor) -> tuple[Any, torch.Tensor, LayerLoss, LayerLoss]:
+    """The fp32 network and :mod:`impasto.gatys.losses` (neural-style-pt's arithmetic)."""
+    ng, dev = problem.config.normalize_gradients, problem.device
+
+    def content(f: torch.Tensor, n: str) -> torch.Tensor:
+        return L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng).to(dev)
+
+    def style(f: torch.Tensor, n: str) -> torch.Tensor:
+        return L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng).to(dev)
+
+    return problem.net, img, content, style
+
+
+def _fast_path(problem: Problem, img: torch.Tensor) -> tuple[Any, torch.Tensor, LayerLoss, LayerLoss]:
+    """The bf16/channels_last copy and the fused fp32 losses (see :mod:`impasto.gatys.fastpath`)."""
+    ng = problem.config.normalize_gradients
+    x = img.to(problem.fast_dtype)
+    if img.device.type in ("cpu", "cuda"):
+        x = x.contiguous(memory_format=torch.channels_last)  # (1, 3, H, W) NHWC in memory, like every activation
+
+    def content(f: torch.Tensor, n: str) -> torch.Tensor:
+        return _fused(fastpath.ContentLoss, f, problem.content_targets[n], problem.content_weights[n], ng)
+
+    def style(f: torch.Tensor, n: str) -> torch.Tensor:
+        return _fused(fastpath.StyleLoss, f, problem.style_targets[n], problem.style_weights[n], ng)
+
+    return problem.fast_net, x, content, style
 
 
 def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -287,28 +437,25 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
 
     total = sum over content layers of content_loss + sum over style layers of style_loss + tv_loss, each as
     :mod:`impasto.gatys.losses` defines it. The caller runs ``backward()``. The study (``impasto.study``) uses
-    this same function, so every optimiser there sees exactly the loss ``impasto paint`` minimises.
+    this same function, so every optimiser there sees exactly the loss ``impasto paint`` minimises. With
+    ``problem.fast_net`` the same terms in the same order come from the fast path, as fp32 values.
     """
-    config, dev = problem.config, problem.device
-    ng = config.normalize_gradients
     # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
     # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
-    tv = L.tv_loss(img, config.tv_weight) if config.tv_weight > 0 else None
-    if problem.fast_net is not None:
-        return _evaluate_fast(problem, img, tv)
+    tv_weight = _w(problem.config.tv_weight)
+    tv = L.tv_loss(img, tv_weight) if tv_weight > 0 else None
+    path = _fast_path if problem.fast_net is not None else _exact_path
+    net, x, content_loss, style_loss = path(problem, img)
     content_terms: dict[str, torch.Tensor] = {}
     style_terms: dict[str, torch.Tensor] = {}
     # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
     # graph -- and the order gradients are summed in -- is that of neural-style-pt's net with loss modules.
-    net = problem.net
     taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
-    for n, f in taps(img, problem.order):
+    for n, f in taps(x, problem.order):
         if n in problem.content_targets:
-            term = L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng)
-            content_terms[n] = term.to(dev)
+            content_terms[n] = content_loss(f, n)
         if n in problem.style_targets:
-            term = L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng)
-            style_terms[n] = term.to(dev)
+            style_terms[n] = style_loss(f, n)
     terms = [content_terms[n] for n in problem.order if n in content_terms]
     terms += [style_terms[n] for n in problem.order if n in style_terms]
     if tv is not None:
@@ -320,43 +467,7 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     return loss, dict(zip(loss_labels(problem), values, strict=True))
 
 
-def _fused(
-    fn: type[torch.autograd.Function], f: torch.Tensor, target: torch.Tensor, weight: float, ng: bool
-) -> torch.Tensor:
-    if not ng:
-        return fn.apply(f, target, weight)
-    return L.scale_gradients(fn.apply(f, target, 1.0), weight) * weight
-
-
-def _evaluate_fast(
-    problem: Problem, img: torch.Tensor, tv: torch.Tensor | None
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """:func:`evaluate` on the fast path (see :mod:`impasto.gatys.fastpath`): same terms, same order, fp32 values."""
-    ng = problem.config.normalize_gradients
-    net = problem.fast_net
-    x = img.to(problem.fast_dtype)
-    if img.device.type in ("cpu", "cuda"):
-        x = x.contiguous(memory_format=torch.channels_last)  # (1, 3, H, W) NHWC in memory, like every activation
-    taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
-    content_terms: dict[str, torch.Tensor] = {}
-    style_terms: dict[str, torch.Tensor] = {}
-    for n, f in taps(x, problem.order):
-        if n in problem.content_targets:
-            content_terms[n] = _fused(
-                fastpath.ContentLoss, f, problem.content_targets[n], problem.content_weights[n], ng
-            )
-        if n in problem.style_targets:
-            style_terms[n] = _fused(fastpath.StyleLoss, f, problem.style_targets[n], problem.style_weights[n], ng)
-    terms = [content_terms[n] for n in problem.order if n in content_terms]
-    terms += [style_terms[n] for n in problem.order if n in style_terms]
-    if tv is not None:
-        terms.append(tv)
-    loss: Any = 0
-    for t in terms:
-        loss = loss + t
-    values = torch.stack([t.detach() for t in terms] + [loss.detach()]).tolist()
-    return loss, dict(zip(loss_labels(problem), values, strict=True))
-
+# --- the optimisation loop ------------------------------------------------------------------------------------
 
 # L-BFGS's first step is ``min(1, 1/|g|_1)`` along the gradient -- from noise or from the content image, a change far
 # below bf16's resolution (2^-9 relative), so on the fast path the next gradient differs from the last only by
@@ -381,6 +492,146 @@ class _Scale:
     fingerprint: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     resume: dict[str, Any] | None = None  # a snapshot of this scale to continue from
+    taken: int = 0  # evaluations this paint() call has run (all scales): 0 means nothing new to keep on cancel
+    info: dict[str, Any] = field(default_factory=dict)  # what runs where (PaintResult.info)
+
+
+@dataclass
+class _Loop:
+    """The mutable state of one scale's loop (lives only inside :func:`_optimise`)."""
+
+    step: int = 0  # evaluations done in this scale (resumed ones included)
+    history: list[dict[str, float]] = field(default_factory=list)
+    final_raw: torch.Tensor | None = None  # the image evaluated at the last step
+    budget_spent: bool = False  # a line search wanted more evaluations than num_iterations allows
+
+
+class _BudgetSpent(Exception):
+    """Raised by the closure when a line search asks for an evaluation beyond ``num_iterations``."""
+
+
+def _make_optimizer(config: PaintConfig, img: torch.Tensor, stepwise: bool) -> torch.optim.Optimizer:
+    """L-BFGS as neural-style-pt configures it (one step() for the whole run unless ``stepwise``), or Adam.
+
+    neural-style-pt runs all L-BFGS iterations inside one optimizer.step(); a checkpoint needs the optimiser's
+    state between iterations, which L-BFGS only writes back when step() returns, so with checkpoints each step()
+    runs one iteration (max_iter=1). Without a line search that is the same arithmetic in the same order
+    (tests/test_gatys_extras.py checks it is bit-identical); the default path stays upstream's.
+    """
+    iterations = config.num_iterations
+    if config.optimizer != "lbfgs":
+        return torch.optim.Adam([img], lr=config.learning_rate)
+    return torch.optim.LBFGS(
+        [img],
+        max_iter=1 if stepwise else iterations,
+        tolerance_change=-1,
+        tolerance_grad=-1,
+        history_size=config.lbfgs_num_correction,
+        line_search_fn=None if config.lbfgs_line_search == "none" else config.lbfgs_line_search,
+        # with a line search, cap evaluations at the iterations asked for, so num_iterations=300 means 300
+        # steps (torch's default 5/4 budget ran 306); without one, evaluations = iterations as upstream
+        max_eval=None if config.lbfgs_line_search == "none" else iterations,
+    )
+
+
+def _restore(snapshot: dict[str, Any], loop: _Loop, img: torch.Tensor, optimizer: torch.optim.Optimizer,
+             iterations: int) -> None:  # fmt: skip
+    """Put a checkpoint's image, optimiser state, step and history back before the first step."""
+    with torch.no_grad():
+        img.copy_(snapshot["image"].to(img.device, img.dtype))
+    optimizer.load_state_dict(snapshot["optimizer"])
+    loop.step = int(snapshot["step"])
+    loop.history = [dict(h) for h in snapshot["history"]]
+    if loop.step >= iterations:
+        loop.final_raw = snapshot["evaluated"].to(img.device)
+
+
+def _snapshot(run: _Scale, loop: _Loop, img: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A checkpoint of this scale after ``loop.step`` evaluations (plain tensors and dicts, on the CPU)."""
+    # ``evaluated``: this scale's result once its last step is done (img has moved on by one update then).
+    evaluated = loop.final_raw if loop.final_raw is not None else img.detach()
+    return {
+        "format": checkpoint.FORMAT,
+        "fingerprint": run.fingerprint,
+        "settings": run.settings,
+        "scale_index": run.index,
+        "step": loop.step,
+        "image": img.detach().cpu().clone(),
+        "evaluated": evaluated.cpu().clone(),
+        # A deep copy: state_dict() shares the live tensors L-BFGS keeps updating in place.
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "history": [dict(h) for h in loop.history],
+    }
+
+
+def _closure(
+    problem: Problem, img: torch.Tensor, optimizer: torch.optim.Optimizer, loop: _Loop, run: _Scale,
+    callback: Callback | None, cancel: CancelToken | None, clock: Stopwatch,
+) -> Callable[[], torch.Tensor]:  # fmt: skip
+    """One step: check the cancel token and the budget, evaluate, backward, report Progress (and Preview)."""
+    config = problem.config
+    iterations = config.num_iterations
+    total_steps = run.total or iterations
+    # Fast path + L-BFGS: the first steps are exact fp32 (see FAST_LBFGS_EXACT_STEPS).
+    exact_steps = FAST_LBFGS_EXACT_STEPS if (problem.fast_net is not None and config.optimizer == "lbfgs") else 0
+    exact = dataclasses.replace(problem, fast_net=None, fast_dtype=None) if exact_steps else problem
+
+    def closure() -> torch.Tensor:
+        if cancel is not None and cancel.cancelled:
+            partial = _to_image(img.detach(), problem, config) if run.taken else None
+            raise Cancelled("cancelled", partial=partial)
+        if loop.step >= iterations:
+            raise _BudgetSpent
+        loop.step += 1
+        run.taken += 1
+        optimizer.zero_grad()
+        loss, record = evaluate(exact if loop.step <= exact_steps else problem, img)
+        loss.backward()
+        loop.history.append(record)
+        if loop.step == iterations:
+            loop.final_raw = img.detach().clone()
+        t = run.offset + loop.step  # counted across all scales
+        info: dict[str, Any] = {"print": config.print_iter > 0 and t % config.print_iter == 0}
+        if run.multi:
+            info.update(scale=max(problem.content01.shape[-2:]), scale_index=run.index)
+        emit(callback, Progress(t, total_steps, record, clock(), info=info))
+        if t in run.preview_at:
+            picture = _to_image(img.detach(), problem, config)[0]  # (3, H, W) in [0, 1]
+            emit(callback, Preview(t, tensor_to_pil(picture), raw=picture))
+        return loss
+
+    return closure
+
+
+def _run_steps(config: PaintConfig, run: _Scale, loop: _Loop, img: torch.Tensor, optimizer: torch.optim.Optimizer,
+               closure: Callable[[], torch.Tensor]) -> None:  # fmt: skip
+    """Call ``optimizer.step`` until ``num_iterations`` evaluations are done, checkpointing on the way."""
+    iterations = config.num_iterations
+    stepwise = run.checkpointer is not None
+    every = config.checkpoint_every if stepwise else 0
+    line_search = config.optimizer == "lbfgs" and config.lbfgs_line_search != "none"
+    saved_at = loop.step
+    # One step() runs all iterations on the default L-BFGS path (as upstream), one iteration stepwise, one
+    # evaluation with Adam; "step < iterations" stops each at exactly num_iterations evaluations.
+    while loop.step < iterations:
+        if stepwise and line_search:
+            # One iteration per step() leaves the line search torch's default budget of evaluations
+            # (max_eval = 5/4 max_iter would give it none), within what is left of the run's evaluations.
+            optimizer.param_groups[0]["max_eval"] = 1 + max(1, min(25, iterations - loop.step))
+        try:
+            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub wants a float closure
+        except _BudgetSpent:
+            loop.budget_spent = True
+        if line_search and loop.step >= iterations and not loop.budget_spent:
+            # with a line search the accepted point need not be the last evaluated; when the budget ran out
+            # inside a line search, the result is the image evaluated last (the last loss reported)
+            loop.final_raw = img.detach().clone()
+        # ">=": with a line search one step() may run several evaluations and jump past a multiple of ``every``.
+        if stepwise and ((every and loop.step - saved_at >= every) or loop.step >= iterations):
+            run.checkpointer.save(_snapshot(run, loop, img, optimizer))
+            saved_at = loop.step
+        if loop.budget_spent:
+            break
 
 
 def _optimise(
@@ -390,116 +641,32 @@ def _optimise(
     clock: Stopwatch,
     scale: _Scale | None = None,
 ) -> PaintResult:
+    """Step 5 of the outline for one scale: optimise ``problem.init`` and return the result."""
     config = problem.config
     run = scale or _Scale(total=config.num_iterations, preview_at=frozenset(save_steps(config)))
-    iterations = config.num_iterations
-    total_steps = run.total or iterations
-    every = config.checkpoint_every if run.checkpointer is not None else 0
-    # neural-style-pt runs all L-BFGS iterations inside one optimizer.step(); a checkpoint needs the optimiser's
-    # state between iterations, which L-BFGS only writes back when step() returns, so with checkpoints on each
-    # step() runs one iteration (max_iter=1). Without a line search that is the same arithmetic in the same order
-    # (tests/test_gatys_extras.py checks it is bit-identical); the default path stays upstream's.
-    stepwise = run.checkpointer is not None
-
     img = problem.init.detach().clone().requires_grad_(True)
-    # Fast path + L-BFGS: the first steps are exact fp32 (see FAST_LBFGS_EXACT_STEPS).
-    exact_steps = FAST_LBFGS_EXACT_STEPS if (problem.fast_net is not None and config.optimizer == "lbfgs") else 0
-    exact = dataclasses.replace(problem, fast_net=None, fast_dtype=None) if exact_steps else problem
-    if config.optimizer == "lbfgs":
-        optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-            [img],
-            max_iter=1 if stepwise else iterations,
-            tolerance_change=-1,
-            tolerance_grad=-1,
-            history_size=config.lbfgs_num_correction,
-            line_search_fn=None if config.lbfgs_line_search == "none" else config.lbfgs_line_search,
-            # with a line search, cap evaluations at the iterations asked for, so num_iterations=300 means 300
-            # steps (torch's default 5/4 budget ran 306); without one, evaluations = iterations as upstream
-            max_eval=None if config.lbfgs_line_search == "none" else iterations,
-        )
-        loop_val = iterations - 1 if stepwise else 1  # neural-style-pt: one optimizer.step() runs all iterations
-    else:
-        optimizer = torch.optim.Adam([img], lr=config.learning_rate)
-        loop_val = iterations - 1
-
-    step = 0
-    history: list[dict[str, float]] = list(run.history)
-    final_raw: torch.Tensor | None = None
+    optimizer = _make_optimizer(config, img, stepwise=run.checkpointer is not None)
+    loop = _Loop(history=list(run.history))
     if run.resume is not None:
-        state = run.resume
-        with torch.no_grad():
-            img.copy_(state["image"].to(img.device, img.dtype))
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        history = [dict(h) for h in state["history"]]
-        if step >= iterations:
-            final_raw = state["evaluated"].to(img.device)
-
-    def closure() -> torch.Tensor:
-        nonlocal step, final_raw
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("cancelled", partial=_to_image(img.detach(), problem, config))
-        step += 1
-        optimizer.zero_grad()
-        loss, record = evaluate(exact if step <= exact_steps else problem, img)
-        loss.backward()
-        history.append(record)
-        if step == iterations:
-            final_raw = img.detach().clone()
-        t = run.offset + step  # counted across all scales
-        printing = config.print_iter > 0 and t % config.print_iter == 0
-        info: dict[str, Any] = {"print": printing}
-        if run.multi:
-            info.update(scale=max(problem.content01.shape[-2:]), scale_index=run.index)
-        emit(callback, Progress(t, total_steps, record, clock(), info=info))
-        if t in run.preview_at:
-            emit(callback, Preview(t, _to_image(img.detach(), problem, config)[0]))  # (3, H, W) in [0, 1]
-        return loss
-
-    def save_checkpoint() -> None:
-        # ``evaluated``: this scale's result once its last step is done (img has moved on by one update then).
-        run.checkpointer.save(
-            {
-                "format": checkpoint.FORMAT,
-                "fingerprint": run.fingerprint,
-                "settings": run.settings,
-                "scale_index": run.index,
-                "step": step,
-                "image": img.detach().cpu().clone(),
-                "evaluated": (final_raw if final_raw is not None else img.detach()).cpu().clone(),
-                # A deep copy: state_dict() shares the live tensors L-BFGS keeps updating in place.
-                "optimizer": copy.deepcopy(optimizer.state_dict()),
-                "history": [dict(h) for h in history],
-            }
-        )
-
-    saved_at = step
-    line_search = config.optimizer == "lbfgs" and config.lbfgs_line_search != "none"
-    while step <= loop_val:
-        if stepwise and line_search:
-            # One iteration per step() leaves the line search torch's default budget of evaluations
-            # (max_eval = 5/4 max_iter would give it none), within what is left of the run's evaluations.
-            optimizer.param_groups[0]["max_eval"] = 1 + max(1, min(25, iterations - step))
-        optimizer.step(closure)
-        # ">=": with a line search one step() may run several evaluations and jump past a multiple of ``every``.
-        if stepwise and ((every and step - saved_at >= every) or step >= iterations):
-            save_checkpoint()
-            saved_at = step
-
-    if config.optimizer == "lbfgs" and config.lbfgs_line_search != "none":
-        final_raw = img.detach().clone()  # with a line search the accepted point need not be the last evaluated
-    raw = (final_raw if final_raw is not None else img.detach()).cpu()
+        _restore(run.resume, loop, img, optimizer, config.num_iterations)
+    closure = _closure(problem, img, optimizer, loop, run, callback, cancel, clock)
+    _run_steps(config, run, loop, img, optimizer, closure)
+    raw = (loop.final_raw if loop.final_raw is not None else img.detach()).cpu()
     return PaintResult(
         image=_to_image(raw, problem, config),
         raw=raw,
         content=problem.content01,
-        losses=history,
-        steps=run.offset + step,
+        losses=loop.history,
+        steps=run.offset + loop.step,
         model=problem.model,
         preprocessing=problem.contract,
         elapsed=clock(),
         config=config,
+        info=dict(run.info, size=tuple(raw.shape[-2:])),
     )
+
+
+# --- the whole run: scales, checkpoints, events ---------------------------------------------------------------
 
 
 def _upsampled_init(previous: PaintResult, problem: Problem) -> torch.Tensor:
@@ -508,6 +675,78 @@ def _upsampled_init(previous: PaintResult, problem: Problem) -> torch.Tensor:
     h, w = problem.content01.shape[-2:]
     up = torch.nn.functional.interpolate(prev01, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
     return preprocess(up, problem.contract).to(problem.device)
+
+
+def _checkpointing(
+    config: PaintConfig, run: _Scale, checkpointer: checkpoint.Checkpointer | None, content: Image.Image,
+    styles: Sequence[Image.Image], init_image: Image.Image | None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Attach the checkpointer to ``run`` (when checkpointing) and return the snapshot to resume from, if any."""
+    if not (config.checkpoint_every or config.resume):
+        return None
+    if checkpointer is None:
+        if not config.checkpoint_path:
+            raise ConfigError("checkpoint_every/resume need a checkpoint_path (where the checkpoint file goes)")
+        checkpointer = checkpoint.FileCheckpointer(config.checkpoint_path)
+    run.checkpointer = checkpointer
+    run.fingerprint = checkpoint.fingerprint(config, content, styles, init_image)
+    run.settings = checkpoint.settings(config)
+    if not config.resume:
+        return None
+    snapshot = checkpointer.load()
+    if snapshot is not None:
+        checkpoint.check_resumable(snapshot, run.fingerprint, config, config.checkpoint_path or "given")
+    return snapshot
+
+
+def resume_point(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: PaintConfig,
+    *,
+    init_image: Image.Image | None = None,
+    checkpointer: checkpoint.Checkpointer | None = None,
+) -> int | None:
+    """The step (counted over all scales) a ``resume`` run of these inputs would continue from, before any work.
+
+    None when there is no checkpoint yet (the run starts from the beginning); ConfigError when the checkpoint was
+    made with other settings or inputs, or cannot be read.
+    """
+    config = config.validate(num_styles=len(styles))
+    if not config.resume:
+        return None
+    snapshot = _checkpointing(config, _Scale(), checkpointer, content, styles, init_image)
+    if snapshot is None:
+        return None
+    done_before = sum(n for _, n in scale_plan(config)[: int(snapshot["scale_index"])])
+    return done_before + int(snapshot["step"])
+
+
+def _started(network: _Network, content: Image.Image, run: _Scale, plan: list[tuple[int, int]], total: int,
+             snapshot: dict[str, Any] | None) -> Started:  # fmt: skip
+    """The Started event (and ``run.info``): which network, where, at what size, which layers."""
+    w, h = neural_style_size(content.size, network.config.image_size)
+    run.info = {
+        "model": network.source.display,
+        "device": str(network.device),
+        "preprocessing": network.source.preprocessing,
+        "layers": list(network.order),
+    }
+    return Started(
+        total=total,
+        info={
+            **run.info,
+            "size": (h, w),
+            **({"scales": [s for s, _ in plan]} if run.multi else {}),
+            **({"resumed_at": run.offset + int(snapshot["step"])} if snapshot is not None else {}),
+        },
+    )
+
+
+def _check_cancel(cancel: CancelToken | None, previous: PaintResult | None) -> None:
+    """Cancelled between the pieces of a run; the partial is what an earlier scale finished (None: nothing)."""
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled("cancelled", partial=previous.image if previous is not None else None)
 
 
 def paint(
@@ -535,54 +774,29 @@ def paint(
     from the last one -- refused with a ConfigError when the settings or input images differ.
     """
     config = (config or PaintConfig()).validate(num_styles=len(styles))
-    plan = scale_plan(config)
-    total = sum(n for _, n in plan)
-    run = _Scale(total=total, multi=len(plan) > 1, preview_at=frozenset(save_steps(config)))
-    if config.checkpoint_every or config.resume:
-        if checkpointer is None:
-            if not config.checkpoint_path:
-                raise ConfigError("checkpoint_every/resume need a checkpoint_path (where the checkpoint file goes)")
-            checkpointer = checkpoint.FileCheckpointer(config.checkpoint_path)
-        run.checkpointer = checkpointer
-        run.fingerprint = checkpoint.fingerprint(config, content, styles, init_image)
-        run.settings = checkpoint.settings(config)
-    snapshot = None
-    if config.resume and checkpointer is not None:
-        snapshot = checkpointer.load()
-        if snapshot is not None:
-            where = config.checkpoint_path or "given"
-            checkpoint.check_resumable(snapshot, run.fingerprint, config, where)
+    scales = scale_plan(config)
+    total = sum(n for _, n in scales)
+    run = _Scale(total=total, multi=len(scales) > 1, preview_at=frozenset(save_steps(config)))
+    snapshot = _checkpointing(config, run, checkpointer, content, styles, init_image)
+    start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
     clock = Stopwatch()
-    devices = parse_devices(config.gpu)
-    if source is None and len(plan) > 1:  # open the file once for all scales
+    if source is None and len(scales) > 1:  # open the file once for all scales
         source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
     result: PaintResult | None = None
-    with _backend_flags(config, devices):
-        for index, (size, iterations) in enumerate(plan):
-            start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
+    with _cudnn_autotune(config, parse_devices(config.gpu)):
+        for index, (size, iterations) in enumerate(scales):
             if index < start_at:
                 run.offset += iterations
                 continue
+            _check_cancel(cancel, result)
             scale_config = config.replace(image_size=size, num_iterations=iterations) if run.multi else config
-            problem = prepare(content, styles, scale_config, init_image=init_image, source=source)
+            network = _open_network(scale_config, source)
+            if result is None:  # the first scale run (or resumed)
+                emit(callback, _started(network, content, run, scales, total, snapshot))
+            problem = _problem(network, content, styles, init_image)
             if result is not None:
                 problem.init = _upsampled_init(result, problem)
-            if result is None:  # the first scale run (or resumed)
-                emit(
-                    callback,
-                    Started(
-                        total=total,
-                        info={
-                            "model": problem.model,
-                            "size": tuple(problem.content01.shape[-2:]),
-                            "device": str(problem.device),
-                            "preprocessing": problem.contract,
-                            "layers": list(problem.order),
-                            **({"scales": [s for s, _ in plan]} if run.multi else {}),
-                            **({"resumed_at": run.offset + int(snapshot["step"])} if snapshot is not None else {}),
-                        },
-                    ),
-                )
+            _check_cancel(cancel, result)
             run.index = index
             run.resume = snapshot if (snapshot is not None and index == start_at) else None
             if run.resume is not None:

@@ -75,5 +75,5 @@ def resize_like_neural_style(img: Image.Image, size: tuple[int, int]) -> torch.T
     if min(size) < 1:
         raise ConfigError(f"image would be resized to {size[0]}x{size[1]} pixels; use a larger size")
     if img.size != tuple(size):
-        img = img.resize(tuple(size), Image.BILINEAR)
+        img = img.resize((size[0], size[1]), Image.Resampling.BILINEAR)
     return pil_to_tensor(img)
