@@ -86,17 +86,26 @@ class Running:
     def err(self) -> str:
         return "".join(self._err)
 
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
-        """Block until stderr matches ``pattern`` (a regex); fails the test if the process ends first."""
+    @property
+    def out(self) -> str:
+        return "".join(self._out)
+
+    def wait_for(self, pattern: str, timeout: float = 120, *, stream: str = "err") -> re.Match[str]:
+        """Block until stderr (or stdout: ``stream="out"``) matches ``pattern`` (a regex); fails the test if the
+        process ends first."""
         rx = re.compile(pattern)
+
+        def text() -> str:
+            return self.err if stream == "err" else self.out
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = rx.search(self.err)
+            m = rx.search(text())
             if m:
                 return m
             if self.proc.poll() is not None:
                 time.sleep(0.2)
-                m = rx.search(self.err)
+                m = rx.search(text())
                 if m:
                     return m
                 raise AssertionError(f"process ended (code {self.proc.returncode}) before {pattern!r}:\n{self.err}")

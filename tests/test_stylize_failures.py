@@ -184,14 +184,14 @@ def test_ctrl_c_in_presets_writes_no_sheet_and_exits_130(tmp_path: Path):
 
 def test_kill_9_leaves_no_torn_output_and_resume_finishes_the_rest(tmp_path: Path):
     src, out, fresh = tmp_path / "photos", tmp_path / "out", tmp_path / "fresh"
-    _photos(src, 12)
+    _photos(src, 40)
     args = ["stylize", str(src), "--preset", "3", "--out-dir", str(out)]
     run = cli_proc.Running(args)
-    run.wait_for(r"\b([2-9]|1[01])/12\b")
+    run.wait_for(r"(?m)(^.*_stylized\.png$\n){2}", stream="out")  # two finished files printed
     run.kill()  # SIGKILL: no handler runs
     run.finish()
     finished = _outputs(out)
-    assert 2 <= len(finished) < 12, sorted(finished)
+    assert 2 <= len(finished) < 40, sorted(finished)
     assert all(_complete(p) for p in finished.values()), "a torn file sits at an output name"
     for part in stray_parts(out):  # what the writer was writing when killed: only ever a .part temporary
         assert part.name.startswith(".") and part.name.endswith(".part")

@@ -57,18 +57,19 @@ class ProgressBar:
     """The one event -> progress-bar adapter: Started/Progress events drive a tqdm bar on stderr.
 
     A Started event opens a bar (closing any previous one: a study starts one per optimiser, labelled by
-    ``label_key`` from its info); Progress moves it to ``event.step`` and shows the first ``show_losses`` loss
-    terms; Finished closes it. With ``announce`` (a command name) the first Started that names a model prints
-    ``"<announce>: <model> on <device>"`` once, so every run says which network it uses. Quiet: no bar, no line.
+    ``label_key`` from its info); Progress moves it to ``event.step`` and shows the loss term ``loss_key`` (as
+    ``loss``), or else the first ``show_losses`` terms; Finished closes it. With ``announce`` (a command name) the
+    first Started that names a model prints ``"<announce>: <model> on <device>"`` once, so every run says which
+    network it uses. Quiet: no bar, no line.
     Use as a callback and close it in a ``finally`` (or as a context manager).
     """
 
     def __init__(
         self, quiet: bool = False, *, unit: str = "step", desc: str | None = None, total: int = 0,
-        label_key: str | None = None, show_losses: int = 1, announce: str | None = None,
+        label_key: str | None = None, show_losses: int = 1, loss_key: str | None = None, announce: str | None = None,
     ) -> None:  # fmt: skip
         self.quiet, self.unit, self.desc, self.total = quiet, unit, desc, total
-        self.label_key, self.show_losses, self.announce = label_key, show_losses, announce
+        self.label_key, self.show_losses, self.loss_key, self.announce = label_key, show_losses, loss_key, announce
         self._bar: Any = None
         self._announced = False
 
@@ -82,7 +83,9 @@ class ProgressBar:
             target = event.step if not bar.total else min(event.step, bar.total)
             if target > bar.n:
                 bar.update(target - bar.n)
-            if event.losses and self.show_losses:
+            if self.loss_key is not None and self.loss_key in event.losses:
+                bar.set_postfix({"loss": f"{event.losses[self.loss_key]:.4g}"}, refresh=True)
+            elif event.losses and self.show_losses and self.loss_key is None:
                 shown = list(event.losses.items())[: self.show_losses]
                 bar.set_postfix({k: f"{v:.4g}" for k, v in shown}, refresh=True)
         elif isinstance(event, Finished):

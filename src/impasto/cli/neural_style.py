@@ -41,7 +41,7 @@ from ..errors import Cancelled, ConfigError
 from ..events import Event, Preview, Progress, Started
 from ..media import IMAGE_EXTENSIONS, check_writable
 from .common import ProgressBar, cancel_on_sigint
-from .paint import StepImages, cancelled, save_result, seeded_determinism, total_loss_only
+from .paint import StepImages, cancelled, save_result, seeded_determinism
 
 _UNSET = object()
 NO_PROFILE = b""  # media.save_image: embed no ICC profile
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     config.validate(num_styles=len(styles))
     final, steps = output_paths(args.output_image, config.num_iterations, config.save_iter)
     existing = _check_outputs(final, steps)
-    bar = ProgressBar(quiet, total=config.num_iterations, announce="impasto neural-style")
+    bar = ProgressBar(quiet, total=config.num_iterations, loss_key="total", announce="impasto neural-style")
     for old in existing:  # the command line stays neural-style-pt's, but nothing the user had is lost
         kept = _backup(old)
         if not quiet:
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(event, Preview):
             step_images(event)
             return
-        bar(total_loss_only(event))
+        bar(event)
         if isinstance(event, Progress):
             report(event)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
-from ..events import Event, Preview, Progress, Started
+from ..events import Event, Preview, Started
 from ..media import (
     SavedElsewhere,
     check_output_path,
@@ -135,13 +135,6 @@ def checkpoint_path(output: Path) -> Path:
 def preview_path(output: Path, step: int) -> Path:
     """neural-style-pt's naming for the image at ``step``: ``out.png`` -> ``out_100.png``."""
     return output.with_name(f"{output.stem}_{step}{output.suffix}")
-
-
-def total_loss_only(event: Event) -> Event:
-    """A Progress event showing only the total loss (as ``loss``) on the bar; other events unchanged."""
-    if isinstance(event, Progress) and "total" in event.losses:
-        return dataclasses.replace(event, losses={"loss": event.losses["total"]})
-    return event
 
 
 def seeded_determinism(seed: int) -> None:
@@ -257,14 +250,14 @@ def run(args: argparse.Namespace) -> int:
         _remove_stray_parts(output, plan.preview_steps, config.checkpoint_path)
     near = [str(Path(config.checkpoint_path).parent)] if config.checkpoint_path else []
 
-    bar = ProgressBar(args.quiet, total=plan.total, announce="impasto paint")
+    bar = ProgressBar(args.quiet, total=plan.total, loss_key="total", announce="impasto paint")
     step_images = StepImages(lambda step: preview_path(output, step), bar)
 
     def callback(event: Event) -> None:
         if isinstance(event, Preview):
             step_images(event)
             return
-        bar(total_loss_only(event))
+        bar(event)
         if isinstance(event, Started) and "resumed_at" in event.info and not args.quiet:
             bar.write(f"impasto paint: resuming at step {event.info['resumed_at']} of {event.total}")
 

@@ -238,8 +238,8 @@ def convert_onnx(path: str | os.PathLike[str], kind: str) -> dict[str, torch.Ten
     """
     _check_kind(kind)
     path = Path(path)
-    factory, build = _BUILDERS[kind]
-    module = factory()
+    _, build = _BUILDERS[kind]
+    module = _skeleton(kind)
     graph = _Graph(path)
     arrays = build(graph, module.config)
     state = {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in arrays.items()}  # own copies
@@ -281,7 +281,7 @@ def converted_state(name: str, kind: str) -> dict[str, torch.Tensor]:
     if target.exists():
         try:
             state = load_file(str(target))
-            check_state(_BUILDERS[kind][0](), state, str(target))
+            check_state(_skeleton(kind), state, str(target))
             return state
         except (SafetensorError, OSError, WeightsError) as exc:
             log.warning("cached conversion %s is unusable (%s); converting again", target, exc)
@@ -291,9 +291,16 @@ def converted_state(name: str, kind: str) -> dict[str, torch.Tensor]:
     return load_file(str(target))  # load back what was written: the cache is the only path weights take
 
 
+def _skeleton(kind: str) -> Any:
+    """The architecture of ``kind`` with no storage (meta tensors): no throw-away random initialisation, and the
+    caller's global RNG is left as it was."""
+    with torch.device("meta"):
+        return _BUILDERS[kind][0]()
+
+
 def _load(name: str, kind: str, device: str | torch.device) -> Any:
-    module = _BUILDERS[kind][0]()
-    module.load_state_dict(converted_state(name, kind), strict=True)  # keys and shapes already checked
+    module = _skeleton(kind)
+    module.load_state_dict(converted_state(name, kind), strict=True, assign=True)  # keys and shapes checked
     return module.to(device).eval().requires_grad_(False)
 
 
