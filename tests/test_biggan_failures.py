@@ -4,14 +4,14 @@ nothing the user had touched), name clashes found before the work, read-only and
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import biggan_tiny as bt
 import cli_proc
+import filesystems
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,17 +131,10 @@ def test_each_clash_is_found_before_the_work_and_the_grid_is_not_written(user_fi
 
 
 @pytest.fixture
-def read_only(tmp_path) -> Path:  # noqa: ANN001
+def read_only(tmp_path) -> Iterator[Path]:  # noqa: ANN001
     """A read-only file system (a tmpfs mounted ro; as root, chmod would not stop writes)."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)]
-    if subprocess.run(cmd, capture_output=True).returncode:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root): the read-only case is not tested")
-    try:
+    with filesystems.tmpfs(tmp_path / "ro", "ro,size=1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize(
@@ -164,33 +157,15 @@ def test_unwritable_destination_is_one_line_before_any_work(model_dir, read_only
     assert captured.out == "" and not (tmp_path / "g.png").exists() and list(read_only.iterdir()) == []
 
 
-def fill(folder: Path) -> None:
-    """Fill ``folder``'s file system to the last byte."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
-def small_disk(tmp_path) -> Path:  # noqa: ANN001
+def small_disk(tmp_path) -> Iterator[Path]:  # noqa: ANN001
     """A 1 MiB tmpfs (needs root; skipped otherwise)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk case is not tested")
-    try:
+    with filesystems.tmpfs(tmp_path / "small", "size=1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_is_refused_before_any_work(model_dir, small_disk, capsys) -> None:
-    fill(small_disk)
+    filesystems.fill(small_disk)
     for where in (["-o", small_disk / "g.png"], ["--each", small_disk / "each"]):
         assert main([*GEN, *map(str, where), "--model-dir", model_dir]) == 1
         assert "KiB free" in one_error(capsys.readouterr().err)
@@ -212,7 +187,7 @@ def test_disk_full_at_the_end_saves_in_the_temp_folder_and_says_where(model_dir,
     run = cli_proc.Running([*cmd, "--batch-size", "1", "-o", small_disk / out, "--model-dir", model_dir, *CPU],
                            env={**ENV, "TMPDIR": str(spare)})  # fmt: skip
     run.wait_for(r"\b[1-9]\d*/1[02]0\b")
-    fill(small_disk)
+    filesystems.fill(small_disk)
     done = run.finish()
     assert done.code == 1, done.err
     line = done.one_line_error()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import filesystems
 import pytest
 from PIL import Image
 
@@ -20,22 +20,9 @@ from impasto.modelcache import ModelCache
 @pytest.fixture
 def tiny_disk(tmp_path):  # noqa: ANN001, ANN201
     """A 64 KiB tmpfs, filled up: every write there fails with ENOSPC (needs root; skipped otherwise)."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk case is not tested")
-    try:
-        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+    with filesystems.tmpfs(tmp_path / "full", "size=64k") as mnt:
+        filesystems.fill(mnt)
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):  # noqa: ANN001

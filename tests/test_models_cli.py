@@ -11,12 +11,12 @@ import http.server
 import os
 import signal
 import socket
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cli_proc
+import filesystems
 import pytest
 import tiny_weights as tw
 import torch
@@ -377,20 +377,9 @@ def test_impasto_home_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 @pytest.fixture
 def read_only_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """IMPASTO_HOME on a read-only tmpfs (chmod does not stop root, a read-only mount does)."""
-    home = tmp_path / "ro-home"
-    home.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(home)], capture_output=True,
-                              text=True, timeout=30)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot mount a read-only tmpfs to stand for an unwritable IMPASTO_HOME: {exc}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs to stand for an unwritable IMPASTO_HOME: {done.stderr.strip()}")
-    monkeypatch.setenv("IMPASTO_HOME", str(home))
-    try:
+    with filesystems.tmpfs(tmp_path / "ro-home", "ro,size=1m") as home:
+        monkeypatch.setenv("IMPASTO_HOME", str(home))
         yield home
-    finally:
-        subprocess.run(["umount", str(home)], check=False, timeout=30)
 
 
 def test_unwritable_impasto_home(read_only_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

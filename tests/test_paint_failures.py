@@ -9,16 +9,14 @@ evaluation budget, the Preview type, process-wide flags, the result shape).
 from __future__ import annotations
 
 import ast
-import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cli_proc
+import filesystems
 import pytest
 import tiny_weights as tw
 import torch
@@ -146,41 +144,10 @@ def test_resume_with_matching_checkpoint_replaces_its_own_outputs(files, tmp_pat
 # --- bug 4: destinations that cannot take the file ----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(where: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted at ``where`` with ``options`` (skips the test when mounting is not permitted here)."""
-    where.mkdir(parents=True, exist_ok=True)
-    try:
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
-    except FileNotFoundError:
-        pytest.skip("no mount command: cannot make a read-only or full file system for this test")
-    if p.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {p.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def _fill(folder: Path) -> None:
-    """Write until the file system says it is full."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == 28  # ENOSPC
-    finally:
-        os.close(fd)
-    with pytest.raises(OSError):
-        (folder / "probe").write_bytes(b"x" * 100)
-    (folder / "probe").unlink(missing_ok=True)
-
-
 @pytest.mark.parametrize("command", ["paint", "neural-style"])
 def test_read_only_output_folder_is_refused_before_the_work(files, tmp_path, command) -> None:  # noqa: ANN001
     d, weights = files
-    with _tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
+    with filesystems.tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
         out = ro / "out.png"
         args = _args(d, weights, out) if command == "paint" else _ns_args(d, weights, out)
         done = cli_proc.run(args)
@@ -193,7 +160,7 @@ def test_read_only_output_folder_is_refused_before_the_work(files, tmp_path, com
 
 def test_read_only_checkpoint_folder_is_refused_before_the_work(files, tmp_path) -> None:  # noqa: ANN001
     d, weights = files
-    with _tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
+    with filesystems.tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
         done = cli_proc.run(_args(d, weights, tmp_path / "out.png", "--checkpoint-every", "1",
                                   "--checkpoint-path", str(ro / "run.ckpt")))  # fmt: skip
         assert done.code == 1 and f"cannot write to folder {ro}" in done.one_line_error()
@@ -217,8 +184,8 @@ def test_chmod_read_only_folder_is_refused(files, tmp_path) -> None:  # noqa: AN
 @pytest.mark.parametrize("command", ["paint", "neural-style"])
 def test_full_disk_is_refused_before_the_work(files, tmp_path, command) -> None:  # noqa: ANN001
     d, weights = files
-    with _tmpfs(tmp_path / "full", "size=64k") as full:
-        _fill(full)
+    with filesystems.tmpfs(tmp_path / "full", "size=64k") as full:
+        filesystems.fill(full)
         out = full / "out.png"
         done = cli_proc.run(_args(d, weights, out) if command == "paint" else _ns_args(d, weights, out))
         assert done.code == 1, done.err
@@ -234,7 +201,7 @@ def test_disk_full_at_the_end_saves_the_result_elsewhere(files, tmp_path, comman
     d, weights = files
     spare = tmp_path / "spare"
     spare.mkdir()
-    with _tmpfs(tmp_path / "full", "size=1m") as full:
+    with filesystems.tmpfs(tmp_path / "full", "size=1m") as full:
         out = full / "out.png"
         if command == "paint":
             args = _args(d, weights, out, iters=3, size=512)
@@ -244,7 +211,7 @@ def test_disk_full_at_the_end_saves_the_result_elsewhere(files, tmp_path, comman
         proc.wait_for(r"impasto (paint|neural-style): .+ on cpu")  # the work has started (checks passed)
         proc.send(signal.SIGSTOP)  # hold it while someone else's download fills the disk
         try:
-            _fill(full)
+            filesystems.fill(full)
         finally:
             proc.send(signal.SIGCONT)
         done = proc.finish()

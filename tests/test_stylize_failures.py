@@ -8,17 +8,13 @@ is not permitted).
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import shutil
 import signal
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import cli_proc
+import filesystems
 import pytest
 import tiny_weights as tw
 from PIL import Image
@@ -219,37 +215,12 @@ def test_kill_9_leaves_no_torn_output_and_resume_finishes_the_rest(tmp_path: Pat
 # --- a folder that cannot take the files -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    """Mount a tmpfs at ``folder`` (skips the test where mounting is not permitted); unmounted afterwards."""
-    if shutil.which("mount") is None or shutil.which("umount") is None:
-        pytest.skip("no mount/umount command here")
-    folder.mkdir(parents=True, exist_ok=True)
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {p.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def _fill(folder: Path, leave: int) -> None:
-    """Fill ``folder``'s file system until about ``leave`` bytes are free."""
-    st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
-    with open(folder / "filler", "wb") as fh:
-        fh.write(b"\0" * max(0, free - leave))
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def test_read_only_output_folder_is_refused_before_the_work(tmp_path: Path):
     tw.image(tmp_path / "photo.png", size=(64, 64))
     fallback = tmp_path / "fallback"
     fallback.mkdir()
     env = {"TMPDIR": str(fallback)}
-    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+    with filesystems.tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         cases = [
             (["stylize", tmp_path / "photo.png", "--preset", "3", "--out-dir", ro], [str(ro), "cannot write"]),
             (["stylize", tmp_path / "photo.png", "--preset", "3", "--out-dir", ro / "new" / "sub"], ["cannot create"]),
@@ -272,8 +243,9 @@ def test_disk_full_at_the_final_write_saves_in_the_temp_folder_and_says_where(tm
     fallback = tmp_path / "fallback"
     fallback.mkdir()
     env = {"TMPDIR": str(fallback)}
-    with _tmpfs(tmp_path / "full", "size=1m") as full:
-        _fill(full, 300 * 1024)  # enough free space to pass the check before the work, too little for an image
+    with filesystems.tmpfs(tmp_path / "full", "size=1m") as full:
+        # enough free space to pass the check before the work, too little for an image
+        filesystems.fill(full, 300 * 1024)
         # a folder: stops at the first image the disk cannot take, saves it in the temp folder, says how many were
         # written to the destination
         done = cli_proc.run(["stylize", src, "--preset", "3", "--size", "640", "--out-dir", full], env=env)
