@@ -1,4 +1,8 @@
-"""``impasto stylize``: fast style transfer with Magenta's networks (offline, any size, folders).
+"""``impasto stylize``: fast style transfer (Magenta's networks offline, or learned linear transfer), any size, folders.
+
+``--method magenta`` (the offline default) or ``--method linear`` (Li et al., CVPR 2019; ``--layer r41|r31``, needs
+``impasto models download linear.r41`` or ``models import``). With no ``--method``, ``$IMPASTO_STYLIZE_METHOD``
+decides when set, else linear once its weights are installed, else magenta.
 
 A folder is streamed: each photo is read, rendered, written and forgotten before the next, so any number of photos
 needs the memory of one. Every output is written atomically (a killed run leaves only ``.NAME.XXXX.part``
@@ -30,6 +34,18 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     src.add_argument("--style", action="append", metavar="IMAGE", help="style image (repeat to blend several)")
     src.add_argument("--preset", metavar="N[:w],...", help="built-in style 0-25, or a blend like 3:0.5,12:0.5")
     p.add_argument("--style-weights", type=float_list, metavar="W,W", help="blend weights, one per --style")
+    p.add_argument(
+        "--method",
+        choices=("magenta", "linear"),
+        help="magenta (offline) or linear (Li et al. 2019, needs linear.r41/r31 installed); default: "
+        "$IMPASTO_STYLIZE_METHOD, else linear once installed, else magenta",
+    )
+    p.add_argument(
+        "--layer",
+        choices=("r41", "r31"),
+        default="r41",
+        help="--method linear: transform relu4_1 (stronger style, default) or relu3_1 (finer, faster) features",
+    )
     p.add_argument("-o", "--output", metavar="OUT", help="output file (one content image)")
     p.add_argument("--out-dir", metavar="DIR", help="folder for outputs named CONTENT_stylized.png (created if new)")
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the output (default: the input's)")
@@ -37,7 +53,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "--strength",
         type=float,
         default=1.0,
-        help="0..1; with --style it moves the style vector toward the photo's own, with --preset it mixes pixels",
+        help="0..1; magenta --style: moves the style vector toward the photo's own; linear: mixes the transformed "
+        "features with the photo's before decoding; --preset: mixes pixels",
     )
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
     add_device(p)
@@ -118,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             images = api.stylize_each(
                 [src for src, _ in todo], styles=args.style or (), style_weights=args.style_weights,
                 preset=args.preset, size=args.size, strength=args.strength, preserve_color=args.preserve_color,
-                device=args.device, callback=bar, cancel=token,
+                device=args.device, callback=bar, cancel=token, method=args.method, layer=args.layer,
             )  # fmt: skip
         except BaseException:
             _remove_empty(created)  # a command refused before any work leaves no trace

@@ -222,6 +222,42 @@ for _res in (128, 256, 512):
     )
 
 
+# --- learned linear style transfer (LinearStyleTransfer's models.zip; impasto.zoo.linear_format) ---------------
+# One zip on Google Drive (the reference README's link) holds every file; "#models/FILE" names the member each
+# record takes (impasto.zoo.linear_format downloads the zip once, through Drive's big-file confirmation page).
+# No checksums are published: verify and import check every key and shape only.
+_LINEAR_ZIP = "https://drive.google.com/uc?export=download&id=1H9T5rfXGlGCUh04DGkpkMFbVnmscJAbs"
+_LINEAR_PAPER = (
+    "Li, Liu, Kautz, Yang, Learning Linear Transformations for Fast Image and Video Style Transfer, CVPR 2019"
+)
+for _name, _kind, _desc, _files in (
+    ("linear.r31", "linear-r31", "Linear style transfer at relu3_1: VGG encoder, decoder, transformation module",
+     ("vgg_r31.pth", "dec_r31.pth", "r31.pth")),
+    ("linear.r41", "linear-r41", "Linear style transfer at relu4_1: VGG encoder, decoder, transformation module",
+     ("vgg_r41.pth", "dec_r41.pth", "r41.pth")),
+    ("linear.spn", "linear-spn", "Spatial propagation network filtering linear transfers into photo-realistic ones",
+     ("r41_spn.pth",)),
+    ("linear.vgg_r51", "linear-vgg-r51", "Normalised VGG-19 up to relu5_1: the loss network for training linear "
+     "transformation modules", ("vgg_r51.pth",)),
+):  # fmt: skip
+    register(
+        WeightSet(
+            name=_name,
+            kind=_kind,
+            description=_desc,
+            urls=tuple(f"{_LINEAR_ZIP}#models/{f}" for f in _files),
+            files=_files,
+            sha256=(None,) * len(_files),
+            size=(None,) * len(_files),
+            licence="BSD-2-Clause (LinearStyleTransfer, Li et al.)",
+            paper=_LINEAR_PAPER,
+            preprocessing=UNIT_RGB,
+            upstream_format="linear-pth",  # checked, imported and downloaded by impasto.zoo.linear_format
+            notes="import takes models.zip, the unzipped folder or one file; no published sha256 (keys checked)",
+        )
+    )
+
+
 def get(name: str) -> WeightSet:
     """The record for ``name``; UnknownModelError suggesting close names and listing the known ones otherwise."""
     try:

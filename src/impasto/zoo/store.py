@@ -280,6 +280,10 @@ def download(
     ws = get(name)
     if ws.packaged:
         return files_for(ws)
+    from .validate import DOWNLOADERS
+
+    if ws.upstream_format in DOWNLOADERS:  # files that come in one archive (LinearStyleTransfer's models.zip)
+        return DOWNLOADERS[ws.upstream_format](ws, urls=urls, force=force, progress=progress)
     urls = urls or ws.urls
     if len(urls) != len(ws.files):
         raise WeightsError(f"{name!r} needs {len(ws.files)} URL(s), got {len(urls)}")
@@ -336,6 +340,10 @@ def import_files(name: str, source: str | os.PathLike[str], *, force: bool = Fal
     ws = get(name)
     if ws.packaged:
         raise WeightsError(f"{name!r} ships inside an installed Python package; there is nothing to import")
+    from .validate import IMPORTERS
+
+    if ws.upstream_format in IMPORTERS:  # archives, or one member of a multi-file set (LinearStyleTransfer)
+        return IMPORTERS[ws.upstream_format](ws, source, force=force)
     src = Path(source)
     if not src.exists():
         raise WeightsError(f"no such file or folder: {src}")

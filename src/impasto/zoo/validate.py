@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import WeightsError
 
@@ -29,14 +29,14 @@ def _check_onnx(ws: WeightSet, paths: list[Path]) -> None:
             raise WeightsError(f"{p.name} is an ONNX file with an empty graph")
 
 
-def _lazy(module: str, func: str) -> Callable[[WeightSet, list[Path]], None]:
-    """A checker that lives in a converter module, imported only when needed."""
+def _lazy(module: str, func: str) -> Callable[..., Any]:
+    """A checker (or importer) that lives in a converter module, imported only when needed."""
 
-    def check(ws: WeightSet, paths: list[Path]) -> None:
+    def call(ws: WeightSet, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(importlib.import_module(f"impasto.zoo.{module}"), func)
-        fn(ws, paths)
+        return fn(ws, *args, **kwargs)
 
-    return check
+    return call
 
 
 CHECKERS: dict[str, Callable[[WeightSet, list[Path]], None]] = {
@@ -46,6 +46,17 @@ CHECKERS: dict[str, Callable[[WeightSet, list[Path]], None]] = {
     "torch-nin-caffe": _lazy("torch_formats", "check_weight_set"),
     "torch-vgg-torchvision": _lazy("torch_formats", "check_weight_set"),
     "biggan-pytorch": _lazy("biggan_format", "check_weight_set"),
+    "linear-pth": _lazy("linear_format", "check_weight_set"),  # LinearStyleTransfer's models.zip files
+}
+
+# Upstream formats whose files do not arrive one URL per file: their converter module imports and downloads them
+# (``impasto.zoo.store`` hands ``import_files`` / ``download`` over to these). LinearStyleTransfer publishes one zip
+# holding every record's files, and its sets import from the zip, the unzipped folder or one member file.
+IMPORTERS: dict[str, Callable[..., list[Path]]] = {
+    "linear-pth": _lazy("linear_format", "import_files"),  # (ws, source, *, force) -> installed files
+}
+DOWNLOADERS: dict[str, Callable[..., list[Path]]] = {
+    "linear-pth": _lazy("linear_format", "download"),  # (ws, *, urls, force, progress) -> installed files
 }
 
 

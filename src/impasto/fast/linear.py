@@ -1,0 +1,235 @@
+"""Learned linear style transfer (Li et al., CVPR 2019) on the reference's checkpoints (``linear.r31``/``linear.r41``).
+
+Per style, once: the encoder's features ``sF`` -> the style side of the transformation module, a ``(32, 32)`` matrix
+``S = snet(sF - mean)`` and the per-channel mean ``mu_s`` (:class:`LinearStyle`). Per content image (or video
+frame): ``cF = encoder(content)``, ``T = S @ cnet(cF - mean)``, ``f = unzip(T @ compress(cF - mean)) + mu_s``, the
+decoder renders ``f``; the result is clamped to [0, 1] as the reference does before saving.
+
+Several styles are blended by the weighted mean of their ``S`` and ``mu_s`` (weights normalised to sum 1). ``snet``
+ends in a fully connected layer applied to the covariance of its squeezed features, so its output is affine in
+that covariance and the blend is exactly the matrix of the blended covariance; and ``unzip`` is affine, so the
+transformed features are the same weighted mean of each style's transformed features. One matrix product per frame
+whatever the number of styles, no style image kept, and a blend of two styles moves smoothly from one to the other.
+
+``strength`` mixes the transformed features with the content's own before decoding (``s f + (1 - s) cF``, as AdaIN
+and WCT do): 0 gives the autoencoder's reconstruction of the photo, and the decoder sees features on the segment
+between the two it was trained on, instead of a pixel mix that would show two images on top of each other.
+
+Sizes: the encoder pools 2 (r31) or 3 (r41) times and the decoder upsamples as often, so the image is padded by
+reflection to a multiple of 4 or 8 and the result cropped back: any size and aspect comes out at its own size.
+(The reference takes only such sizes; padding adds at most 7 mirrored pixels, which the content statistics see.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..devices import autocast, prepare_for_inference, resolve_device
+from ..errors import ConfigError
+from ..imaging import fit_size, pil_to_tensor, resize, transfer_luminance
+from ..media import tensor_to_pil
+from ..modelcache import ModelCache
+from ..nets.linear import Decoder, Encoder, StyleStats, Transform
+from .magenta import StylizeOptions, normalise_weights
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LAYERS", "METHODS", "METHOD_ENV", "MODEL_NAMES", "STYLE_SIDE", "LinearStyle", "LinearStylizer", "default_method",
+    "installed", "require_weights",
+]  # fmt: skip
+
+LAYERS = ("r41", "r31")
+MODEL_NAMES = {"r31": "linear.r31", "r41": "linear.r41"}
+STYLE_SIDE = 256  # the style image's shorter side, as TestArtistic.py's loader (Resize(256)) and training use
+_MULTIPLE = {"r31": 4, "r41": 8}
+
+# The fast recipe: channels_last for the encoder and decoder; bf16 autocast for the decoder only, where the device
+# has fast bf16. Measured against fp32 at 256x256 on random reference-format weights (mean |diff| on 0-255,
+# r31 / r41): decoder in bf16 0.29 / 0.49; encoder in bf16 0.50 / 0.93 (its rounding goes through the product of
+# two learned matrices, which amplifies it); both 0.57 / 1.05, over the 1-level fidelity budget. The 32x32
+# matrices, means and covariances always run in fp32.
+BF16_OK = {"encoder": False, "decoder": True}
+
+
+@dataclass(frozen=True)
+class LinearStyle:
+    """A style (or blend of styles) ready to render with: computed once, reused for every image or frame.
+
+    ``matrix`` ``(1, 32, 32)`` and ``mean`` ``(1, C, 1, 1)`` fp32 on ``device``; ``layer`` the transform layer.
+    """
+
+    layer: str
+    matrix: torch.Tensor
+    mean: torch.Tensor
+    device: str
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad ``(N, C, H, W)`` on the bottom/right to multiples of ``multiple``, and at least twice it (the deepest
+    features need 2 px for the networks' reflection padding), by reflection (replicate when the image is too
+    small to reflect that far). Returns the padded tensor and the original H, W."""
+    h, w = x.shape[-2:]
+    ph, pw = max(-h % multiple, 2 * multiple - h), max(-w % multiple, 2 * multiple - w)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+class LinearStylizer:
+    """Linear style transfer at ``layer`` (``r41`` or ``r31``) on one device.
+
+    The networks live in ``models`` (a :class:`ModelCache` the caller owns; a private one when None), keyed by
+    layer, device and recipe; ``fast``: the recipe below (False: fp32 throughout, the reference's arithmetic).
+    For video: :meth:`prepare_style` once, then :meth:`render` on batches of frames.
+    """
+
+    def __init__(
+        self,
+        layer: str = "r41",
+        device: str | torch.device = "auto",
+        fast: bool = True,
+        models: ModelCache | None = None,
+        style_side: int = STYLE_SIDE,
+    ) -> None:
+        if layer not in LAYERS:
+            raise ConfigError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
+        self.layer = layer
+        self.style_side = style_side
+        self.device = resolve_device(device)
+        self.fast = fast
+        self.models = models if models is not None else ModelCache()
+
+    # -- networks ---------------------------------------------------------------------------------------
+    def networks(self) -> tuple[Encoder, Decoder, Transform]:
+        """(encoder, decoder, transformation module), loaded once per cache; WeightsError naming how to get them."""
+
+        def load() -> tuple[Encoder, Decoder, Transform]:
+            from ..zoo.linear_format import load_layer
+
+            enc, dec, trans = load_layer(self.layer)
+            dev = str(self.device)
+            prepare_for_inference(enc, dev, fast=self.fast)  # in place
+            prepare_for_inference(dec, dev, fast=self.fast)
+            prepare_for_inference(trans, dev, fast=False)  # 1x1 convs and matrices: the layout does not matter
+            return enc, dec, trans
+
+        return self.models.get(("linear", self.layer, str(self.device), self.fast), load)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        enc = self.networks()[0]
+        if self.fast and self.device.type in ("cpu", "cuda"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, enabled=self.fast and BF16_OK["encoder"]):
+            return enc(x).float()
+
+    def _decode(self, f: torch.Tensor) -> torch.Tensor:
+        dec = self.networks()[1]
+        if self.fast and self.device.type in ("cpu", "cuda"):
+            f = f.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, enabled=self.fast and BF16_OK["decoder"]):
+            return dec(f).float()
+
+    # -- style side -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def style_of(self, style: Image.Image) -> LinearStyle:
+        """One style image (any size: its shorter side is scaled to ``style_side``, default :data:`STYLE_SIDE`)
+        -> :class:`LinearStyle`."""
+        w, h = style.size
+        scale = self.style_side / min(w, h)
+        img = resize(style, (max(1, round(w * scale)), max(1, round(h * scale))))
+        x, _, _ = _pad_to(pil_to_tensor(img).to(self.device), _MULTIPLE[self.layer])
+        stats = self.networks()[2].style(self._encode(x))
+        return LinearStyle(self.layer, stats.matrix.float(), stats.mean.float(), str(self.device))
+
+    def prepare_style(self, styles: Sequence[Image.Image], weights: Sequence[float] | None = None) -> LinearStyle:
+        """Several style images blended by ``weights`` (normalised; equal when None) -> one :class:`LinearStyle`.
+
+        The blend is the weighted mean of the style matrices and means (see the module docstring for why).
+        """
+        if not styles:
+            raise ConfigError("give at least one style image")
+        ws = normalise_weights(weights, len(styles))
+        parts = [self.style_of(s) for s in styles]
+        matrix = sum(w * p.matrix for w, p in zip(ws, parts, strict=True))
+        mean = sum(w * p.mean for w, p in zip(ws, parts, strict=True))
+        return LinearStyle(self.layer, matrix, mean, str(self.device))  # type: ignore[arg-type]
+
+    # -- rendering --------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def render(self, content: torch.Tensor, style: LinearStyle, opts: StylizeOptions | None = None) -> torch.Tensor:
+        """Stylise a batch: ``(N, 3, H, W)`` float RGB in [0, 1] (any H, W) -> ``(N, 3, H, W)`` in [0, 1].
+
+        ``opts.strength`` and ``opts.preserve_color`` apply (``opts.size`` does not: the tensor is used as given).
+        The frames of a batch share ``style``; each gets its own content statistics, as in the reference.
+        """
+        opts = opts or StylizeOptions()
+        opts.validate()
+        if style.layer != self.layer:
+            raise ConfigError(f"this style was prepared for {style.layer}, not {self.layer}")
+        photo = content.to(self.device, torch.float32)
+        x, h, w = _pad_to(photo, _MULTIPLE[self.layer])
+        cF = self._encode(x)
+        trans = self.networks()[2]
+        stats = StyleStats(style.matrix.to(self.device), style.mean.to(self.device))
+        f = trans.transform(cF, stats)
+        if opts.strength < 1.0:
+            f = opts.strength * f + (1.0 - opts.strength) * cF  # departure: the reference has no strength
+        out = self._decode(f)[..., :h, :w].clamp(0, 1)
+        if opts.preserve_color:
+            out = transfer_luminance(out, photo)
+        return out
+
+    def stylize(self, content: Image.Image, style: LinearStyle, opts: StylizeOptions) -> Image.Image:
+        """One PIL image (resized to ``opts.size`` when set) -> the stylised RGB PIL image."""
+        opts.validate()
+        img = resize(content, fit_size(content.size, opts.size))
+        return tensor_to_pil(self.render(pil_to_tensor(img), style, opts))
+
+
+# -- which method, and whether its weights are there -------------------------------------------------------------
+
+METHODS = ("magenta", "linear")
+METHOD_ENV = "IMPASTO_STYLIZE_METHOD"  # "linear" or "magenta": the default method when none is asked for
+
+
+def installed(layer: str = "r41") -> bool:
+    """Whether the ``linear.<layer>`` weight set is in the cache."""
+    from ..zoo import store
+
+    return store.is_installed(MODEL_NAMES[layer])
+
+
+def require_weights(layer: str = "r41") -> None:
+    """WeightsError in one line saying how to get ``linear.<layer>`` when it is not installed."""
+    from ..errors import WeightsError
+
+    if layer not in LAYERS:
+        raise ConfigError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
+    if not installed(layer):
+        name = MODEL_NAMES[layer]
+        raise WeightsError(
+            f"--method linear needs the {name} weights, which are not installed: run 'impasto models download "
+            f"{name}' on a connected machine, or 'impasto models import {name} PATH/models.zip' (the reference's "
+            "zip, its unzipped folder or one file)"
+        )
+
+
+def default_method(env: str | None, layer: str = "r41", preset: bool = False) -> str:
+    """The method when none is asked for: ``env`` (the value of :data:`METHOD_ENV`) when set, else linear once
+    ``linear.<layer>`` is installed, else magenta (the offline default). Presets are Magenta's: always magenta."""
+    if env:
+        choice = env.strip().lower()
+        if choice not in METHODS:
+            raise ConfigError(f"{METHOD_ENV}={env!r} is not a method; use one of {', '.join(METHODS)}")
+        return "magenta" if preset else choice
+    if preset:
+        return "magenta"
+    return "linear" if layer in LAYERS and installed(layer) else "magenta"
