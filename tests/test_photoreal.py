@@ -331,3 +331,32 @@ def test_missing_weights_say_how_to_get_them(fresh_home) -> None:  # noqa: ANN00
         api.photoreal(_picture((32, 32), 8), _picture((32, 32), 9), device="cpu", models=ModelCache())
     msg = str(info.value)
     assert "linear.r41" in msg and "impasto models download" in msg and "\n" not in msg
+
+
+# --- the command: impasto stylize --photoreal ------------------------------------------------------------------
+
+
+def test_cli_photoreal_end_to_end_and_its_refusals(fresh_home, tmp_path) -> None:  # noqa: ANN001
+    import tiny_weights as tw
+
+    from impasto.cli.main import main
+
+    lt = linear_tiny
+
+    photo, style = tmp_path / "photo.png", tmp_path / "style.png"
+    tw.image(photo, size=(40, 32), seed=0)
+    tw.image(style, size=(36, 36), seed=1)
+    out = tmp_path / "out.png"
+    args = ["stylize", str(photo), "--style", str(style), "--photoreal", "-o", str(out), "--device", "cpu"]
+    assert main(args) == 1 and not out.exists()  # weights missing: one line, before any work
+    zipped = lt.write_zip(tmp_path / "models.zip")
+    assert main(["-q", "models", "import", "linear.r41", str(zipped)]) == 0
+    assert main(["-q", "models", "import", "linear.spn", str(zipped)]) == 0
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.array([[0, 0, 0], [255, 0, 0]], np.uint8).repeat(20, 0)[:, None], (1, 40, 1))).save(mask)
+    assert main(["-q", *args, "--content-mask", str(mask), "--style-mask", str(mask), "--no-smooth"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (40, 32) and np.asarray(im.convert("RGB")).std() > 0
+    for extra in (["--method", "magenta"], ["--strength", "0.5"], ["--content-mask", str(mask)]):
+        assert main([*args, "--overwrite", *extra]) == 2
+    assert main(["stylize", str(photo), "--style", str(style), "--no-smooth", "-o", str(tmp_path / "x.png")]) == 2

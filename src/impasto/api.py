@@ -52,13 +52,28 @@ def _as_image(item: ImageInput, *, max_side: int | None = None) -> Image.Image:
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from .fast.magenta import MagentaStylizer, Stylized
+    from .fast.linear import LinearStylizer
+    from .fast.magenta import MagentaStylizer, Stylized, StylizeOptions
+
+
+def stylize_method(method: str | None = None, *, layer: str = "r41", preset: bool = False) -> str:
+    """The fast method a stylize call uses: ``method`` when given (``"magenta"`` or ``"linear"``), else
+    ``$IMPASTO_STYLIZE_METHOD`` when set, else ``"linear"`` once ``linear.<layer>`` is installed, else ``"magenta"``
+    (the offline default). ``preset``: presets are Magenta's, so the default is then always magenta."""
+    from .fast.linear import METHOD_ENV, METHODS, default_method
+
+    if method is None:
+        return default_method(os.environ.get(METHOD_ENV), layer=layer, preset=preset)
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    return method
 
 
 def _stylize_setup(
     *, styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None, size: int | None,
-    strength: float, preserve_color: bool, device: str, models: ModelCache | None,
-) -> tuple[MagentaStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
+    strength: float, preserve_color: bool, device: str, models: ModelCache | None, method: str | None = None,
+    layer: str = "r41",
+) -> tuple[MagentaStylizer | LinearStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
     """Check every option and read the style images (no network is loaded yet).
 
     Returns the stylizer, the names of the networks it will use, and ``renderer()``, which loads them (once per
@@ -70,6 +85,8 @@ def _stylize_setup(
         raise ConfigError("give either style images or a preset, not both and not neither")
     opts = StylizeOptions(size=size, strength=strength, preserve_color=preserve_color)
     opts.validate()
+    if stylize_method(method, layer=layer, preset=preset is not None) == "linear":
+        return _linear_setup(styles, style_weights, preset, opts, device, models, layer)
     stylizer = MagentaStylizer(device=device, models=default_models if models is None else models)
     if preset is not None:
         weights = parse_presets(preset)
@@ -87,6 +104,28 @@ def _stylize_setup(
         return lambda img: stylizer.with_vector(img, vector, opts)
 
     return stylizer, f"{MODEL_NAMES['predictor']} + {MODEL_NAMES['transformer']}", style_renderer
+
+
+def _linear_setup(
+    styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None,
+    opts: StylizeOptions, device: str, models: ModelCache | None, layer: str,
+) -> tuple[LinearStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
+    """The linear method's setup: refuses presets and missing weights (one line) before any work."""
+    from .fast.linear import MODEL_NAMES, LinearStylizer, require_weights
+    from .fast.magenta import normalise_weights
+
+    if preset is not None:
+        raise ConfigError("presets are Magenta's 26 built-in styles; with --method linear give --style images")
+    stylizer = LinearStylizer(layer=layer, device=device, models=default_models if models is None else models)
+    require_weights(layer)
+    normalise_weights(style_weights, len(styles))
+    style_images = [_as_image(s) for s in styles]
+
+    def renderer() -> Callable[[Image.Image], Image.Image]:
+        style = stylizer.prepare_style(style_images, style_weights)  # the style matrices: once for the whole run
+        return lambda img: stylizer.stylize(img, style, opts)
+
+    return stylizer, MODEL_NAMES[layer], renderer
 
 
 def _input_label(item: ImageInput, index: int) -> str:
@@ -140,13 +179,16 @@ def stylize_each(
     models: ModelCache | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    method: str | None = None,
+    layer: str = "r41",
 ) -> Iterator[Stylized]:
     """Stylise ``contents`` one image at a time: an iterator of ``Stylized(input, image)`` in input order.
 
     The streaming form of :func:`stylize` (same options): each content image is read only when its turn comes,
     and no finished image is kept once it has been handed over, so a folder of any length needs the memory of
-    one image. ``input`` is the item as given (a path or a PIL image); ``image`` an RGB PIL image. The options
-    are checked and the style images read when this is called; the networks load (once per ``models`` cache,
+    one image. ``method`` and ``layer`` as for :func:`stylize`. ``input`` is the item as given (a path or a PIL
+    image); ``image`` an RGB PIL image. The options are checked (and, for linear, the weights looked for) and the
+    style images read when this is called; the networks load (once per ``models`` cache,
     default ``default_models``) at the first ``next()``. Events: Started (``info``: model, device), per image a
     Preview (``info``: ``index``, ``input``) before it is handed over and a Progress once the caller asks for the
     next, then Finished (a StylizeResult with ``count``, no images). ``cancel`` is checked between images and
@@ -156,7 +198,7 @@ def stylize_each(
 
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
-        preserve_color=preserve_color, device=device, models=models,
+        preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
     )  # fmt: skip
     items = [contents] if isinstance(contents, (str, os.PathLike, Image.Image)) else contents
     total = len(items) if isinstance(items, Sized) else 0
@@ -176,8 +218,15 @@ def stylize(
     models: ModelCache | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    method: str | None = None,
+    layer: str = "r41",
 ) -> Image.Image | list[Image.Image]:
-    """Fast stylisation with Magenta's networks (offline): ``styles`` (arbitrary style images) or ``preset``.
+    """Fast stylisation: ``styles`` (arbitrary style images) or ``preset`` (Magenta's built-in styles).
+
+    ``method``: ``"magenta"`` (Magenta's arbitrary network, offline) or ``"linear"`` (Li et al.'s learned linear
+    transform at ``layer`` ``"r41"`` or ``"r31"``; needs ``linear.<layer>`` installed); None chooses as
+    :func:`stylize_method` says. With linear, several styles blend by the weighted mean of their style matrices
+    and means, and ``strength`` mixes the transformed features with the photo's own before decoding.
 
     ``content``: a path or PIL image, or a sequence of them (then a list is returned, holding every result in
     memory: for a folder use :func:`stylize_each`). ``style_weights`` blends several style images (normalised to
@@ -189,7 +238,7 @@ def stylize(
     """
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
-        preserve_color=preserve_color, device=device, models=models,
+        preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
     )  # fmt: skip
     items: list[ImageInput]
     if isinstance(content, (str, os.PathLike, Image.Image)):
@@ -231,6 +280,418 @@ def preset_sheet(
     sheet = contact_sheet(stylizer, photo, tile=tile, on_tile=on_tile, cancel=cancel)
     emit(callback, Finished(result=sheet, elapsed=watch()))
     return sheet
+
+
+# --- video (impasto.fast.video) ----------------------------------------------------------------------------
+#
+# Orchestration of a video run. It writes files, as the output IS a file: the stylised frames go, as they are made,
+# into a work folder beside the output (``OUT.frames/``, PNGs written atomically, plus a manifest of the settings);
+# the video is encoded from them at the end (or, after Ctrl-C, from those made so far) and the work folder removed.
+# A killed run leaves the work folder, and ``resume=True`` with the same settings renders only the missing frames.
+# The frame loop itself (impasto.fast.video) writes nothing: it takes callbacks and returns frames.
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .fast.video import Renderer, VideoResult
+    from .media import VideoInfo
+
+VIDEO_MANIFEST = ".impasto-video.json"  # in the work folder (or the output folder, for frames out)
+
+
+def _video_renderer(
+    *, method: str, layer: str, styles: Sequence[ImageInput], style_weights: Sequence[float] | None,
+    preset: str | None, strength: float, preserve_color: bool, device: str, models: ModelCache | None,
+) -> tuple[Callable[[], Renderer], dict[str, str]]:  # fmt: skip
+    """Check the method's options and read the style images; returns ``make()`` -- which loads the networks and
+    computes the style side (Magenta's style vector, the linear method's matrices) ONCE, returning the per-frame
+    renderer -- and ``info`` (model, device)."""
+    import torch
+
+    from .fast.magenta import StylizeOptions
+    from .imaging import pil_to_tensor
+    from .media import tensor_to_pil
+
+    if method == "linear":
+        from .fast.linear import MODEL_NAMES, LinearStylizer, require_weights
+        from .fast.magenta import normalise_weights
+
+        if preset is not None:
+            raise ConfigError("--preset is Magenta's (its 26 built-in styles); --method linear takes --style images")
+        if not styles:
+            raise ConfigError("--method linear needs --style images")
+        opts = StylizeOptions(strength=strength, preserve_color=preserve_color)
+        opts.validate()
+        normalise_weights(style_weights, len(styles))
+        require_weights(layer)
+        style_images = [_as_image(s) for s in styles]
+        lin = LinearStylizer(layer=layer, device=device, models=default_models if models is None else models)
+
+        def make_linear() -> Renderer:
+            style = lin.prepare_style(style_images, style_weights)  # (1, 32, 32) matrix + mean, once per run
+            return lambda x: lin.render(x, style, opts)
+
+        return make_linear, {"model": MODEL_NAMES[layer], "device": str(lin.device)}
+    if method != "magenta":
+        raise ConfigError(f"unknown method {method!r}; use magenta or linear")
+    stylizer, model, renderer = _stylize_setup(
+        styles=styles, style_weights=style_weights, preset=preset, size=None, strength=strength,
+        preserve_color=preserve_color, device=device, models=models,
+    )  # fmt: skip
+
+    def make_magenta() -> Renderer:
+        render = renderer()  # the style vector (or preset weights) is made here, once for the whole clip
+
+        def per_frame(x: torch.Tensor) -> torch.Tensor:  # Magenta's API is per PIL image: one frame at a time
+            return torch.cat([pil_to_tensor(render(tensor_to_pil(f))) for f in x])
+
+        return per_frame
+
+    return make_magenta, {"model": model, "device": str(stylizer.device)}
+
+
+def _video_fingerprint(
+    source: VideoInfo, *, method: str, layer: str, styles: Sequence[ImageInput], style_weights: object,
+    preset: str | None, size: tuple[int, int], strength: float, preserve_color: bool, stabilize: object,
+) -> dict[str, object]:  # fmt: skip
+    """What decides the stylised frames (the device aside): a resumed run must match it exactly."""
+    import hashlib
+
+    def pixels(item: ImageInput) -> str:
+        img = _as_image(item)
+        return hashlib.sha256(repr(img.size).encode() + img.tobytes()).hexdigest()[:20]
+
+    what: list[object]
+    if source.is_folder:
+        what = [(f.name, f.stat().st_size) for f in source.files]
+    else:
+        with open(source.path, "rb") as fh:
+            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:20]
+        what = [source.path.name, source.path.stat().st_size, head]
+    return {
+        "input": hashlib.sha256(repr(what).encode()).hexdigest()[:20],
+        "frames": source.frames,
+        "fps": str(source.fps),
+        "method": method,
+        "layer": layer if method == "linear" else None,
+        "styles": [pixels(s) for s in styles],
+        "style_weights": None if style_weights is None else [float(w) for w in style_weights],  # type: ignore[attr-defined]
+        "preset": preset,
+        "size": list(size),
+        "strength": strength,
+        "preserve_color": preserve_color,
+        "stabilize": stabilize,
+    }
+
+
+def video(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    styles: Sequence[ImageInput] = (),
+    style_weights: Sequence[float] | None = None,
+    preset: str | None = None,
+    method: str | None = "magenta",
+    layer: str = "r41",
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    stabilize: bool = False,
+    stabilize_alpha: float | None = None,
+    fps: float | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    keep_frames: bool = False,
+    measure_stability: bool = False,
+    device: str = "auto",
+    models: ModelCache | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+) -> VideoResult:
+    """Stylise a video (mp4, mov, webm, gif, ...) or a folder of frames into a video or a folder of frames.
+
+    ``output``: a ``.mp4``/``.mov``/``.webm``/``.gif`` file, or a folder (frames ``frame_000001.png`` ...). The
+    frame rate (as a rational), the frame count and the audio track (not in a GIF) are kept; odd sizes are padded
+    to even for H.264/VP9 (``info["notes"]`` says so). ``method``: ``magenta`` (``styles`` or ``preset``) or
+    ``linear`` (``styles``, ``layer`` r41/r31; needs its weights); None: the configured default (the
+    IMPASTO_STYLIZE_METHOD environment variable, else linear when installed, else magenta). ``size``: longest side
+    of the stylised frames (None: the input's). ``stabilize``: blend each result with the previous one warped by
+    optical flow where the content is consistent (needs OpenCV: ``impasto[video]``; ``stabilize_alpha`` defaults
+    to :data:`impasto.fast.video.DEFAULT_ALPHA`). ``fps``: the frame rate of a folder input (default 25).
+
+    Files: see the section comment -- frames are kept in ``OUT.frames/`` while the run goes; ``resume`` reuses
+    them (ConfigError when they were made with other settings); ``overwrite`` replaces an existing output (and an
+    old run's frames); ``keep_frames`` keeps the work folder after the encode. ``measure_stability``: put the
+    temporal-stability ratio of the frames rendered in this call in ``info["stability"]`` (a few ms a frame).
+    Events: Started (``info``: model, device), a Progress per frame (``info["fps"]``), a Preview every 10 rendered
+    frames, Finished (the VideoResult). ``cancel`` stops between frames: the frames made so far are encoded into a
+    playable partial video at ``output`` (audio cut to its length) and ``Cancelled(partial)`` is raised,
+    ``partial`` a VideoResult with ``complete=False`` (``frames`` 0 and no file when no frame was finished).
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from .errors import Cancelled
+    from .fast import video as fv
+    from .imaging import fit_size
+    from .media import (
+        FRAME_PATTERN,
+        FRAME_RE,
+        VIDEO_EXTENSIONS,
+        check_video_output,
+        check_writable,
+        encode_video,
+        ensure_folder,
+        even_size,
+        numbered_frames,
+        probe_video,
+        read_frame,
+        read_video,
+        stray_parts,
+        write_frame,
+        write_text,
+    )
+
+    watch = Stopwatch()
+    if method is None:
+        from .fast.linear import METHOD_ENV, default_method
+
+        method = default_method(os.environ.get(METHOD_ENV), layer, preset=preset is not None)
+    if resume and overwrite:
+        raise ConfigError("--resume keeps the frames made so far and --overwrite starts afresh; give one of the two")
+    if size is not None and size < 16:
+        raise ConfigError(f"size must be at least 16 px, got {size}")
+    if fps is not None and not fps > 0:
+        raise ConfigError(f"fps must be above 0, got {fps}")
+    alpha = fv.DEFAULT_ALPHA if stabilize_alpha is None else stabilize_alpha
+    stab = fv.StabilizeOptions(alpha=alpha) if stabilize else None
+    if stab is not None:
+        stab.validate()
+        if not fv.opencv_available():
+            raise ConfigError(fv.OPENCV_HINT)
+    make_renderer, model_info = _video_renderer(
+        method=method, layer=layer, styles=styles, style_weights=style_weights, preset=preset, strength=strength,
+        preserve_color=preserve_color, device=device, models=models,
+    )  # fmt: skip
+
+    # -- where things go, all checked before any work --------------------------------------------------------
+    source = probe_video(input, fps=fps)
+    out = Path(output)
+    to_folder = out.is_dir() or not out.suffix
+    if not to_folder and out.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise ConfigError(
+            f"unsupported output extension {out.suffix.lower()!r} in {out.name!r}; use {', '.join(VIDEO_EXTENSIONS)} "
+            "or a folder for frames"
+        )
+    if out.exists() and source.path.exists() and out.resolve() == source.path.resolve():
+        raise ConfigError(f"the output {out} is the input; give another name")
+    work = out if to_folder else Path(f"{out}.frames")
+    manifest = work / VIDEO_MANIFEST
+    frame_size = fit_size(source.size, size)
+    fingerprint = _video_fingerprint(
+        source, method=method, layer=layer, styles=styles, style_weights=style_weights, preset=preset,
+        size=frame_size, strength=strength, preserve_color=preserve_color,
+        stabilize=None if stab is None else [stab.alpha, stab.sigma],
+    )  # fmt: skip
+    earlier = manifest.is_file()
+    if earlier and resume:
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+            old = saved.get("fingerprint", {}) if isinstance(saved, dict) else {}
+            diff = next((k for k in fingerprint if old.get(k) != fingerprint[k]), "the manifest is unreadable")
+            raise ConfigError(
+                f"cannot resume: the frames in {work} were made with other settings ({diff}); run with the same "
+                "settings, or pass --overwrite to start afresh"
+            )
+    elif earlier and not overwrite:
+        raise ConfigError(f"{work} holds the frames of an interrupted run; pass --resume to finish it or --overwrite")
+    if to_folder:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output folder {out} is a file, not a folder")
+        theirs = [p for p in (out.iterdir() if out.is_dir() else ()) if p.name != VIDEO_MANIFEST]
+        if theirs and not overwrite and not (resume and earlier):
+            raise ConfigError(f"output folder {out} is not empty; pass --overwrite to write frames into it")
+        if not out.parent.exists():
+            raise ConfigError(f"output folder {out.parent} does not exist")
+        check_writable(out.parent if not out.exists() else out)
+    else:
+        check_video_output(out, overwrite=overwrite or (resume and earlier) or (resume and out.exists()))
+        if work.exists() and not work.is_dir():
+            raise ConfigError(f"{work} is a file; move it away (impasto keeps the frames of a run there)")
+        if resume and out.exists() and not earlier:
+            info = {**model_info, "method": method, "notes": [f"{out} is already complete; nothing to do"]}
+            return fv.VideoResult(out, source.frames, source.frames, source.fps, frame_size, watch(), True, info)
+
+    notes: list[str] = []
+    enc_size = frame_size
+    if not to_folder and out.suffix.lower() != ".gif" and even_size(frame_size) != frame_size:
+        enc_size = even_size(frame_size)
+        notes.append(
+            f"frames are {frame_size[0]}x{frame_size[1]}; padded to {enc_size[0]}x{enc_size[1]} (the video codec "
+            "needs even sides)"
+        )
+    if source.audio and (to_folder or out.suffix.lower() == ".gif"):
+        notes.append(f"the audio track ({source.audio}) is not kept: {'frames' if to_folder else 'a GIF'} has none")
+
+    # -- the work ------------------------------------------------------------------------------------------
+    make_work = not work.exists()
+    ensure_folder(work, what="frame folder")
+    have = numbered_frames(work)
+    for part in stray_parts(work):  # what a killed run was writing: ".frame_000007.png.XXXXXXXX.part"
+        if FRAME_RE.match(part.name[1:].rsplit(".", 2)[0]) or part.name.startswith(f"{VIDEO_MANIFEST}."):
+            part.unlink(missing_ok=True)
+    if overwrite and not to_folder:
+        for p in have.values():  # an old run's frames (ours by name) are replaced
+            p.unlink(missing_ok=True)
+        have = {}
+    done = {i for i in have if i < source.frames} if resume else set()
+    write_text(manifest, json.dumps({"fingerprint": fingerprint, "impasto": "video"}, indent=1))
+    level = 6 if to_folder else 1  # the work folder's PNGs are temporary: fast compression
+    meter = fv.StabilityMeter()
+
+    latest: list = [None]  # the input frame in hand, for the stability meter
+
+    def frames_in():  # noqa: ANN202
+        for frame in read_video(source, size=frame_size):
+            latest[0] = frame
+            yield frame
+
+    def on_frame(i: int, frame: np.ndarray) -> None:
+        write_frame(work / FRAME_PATTERN.format(i + 1), frame, compress_level=level)
+        if measure_stability:
+            meter.add(latest[0], frame)
+
+    run_info = {**model_info, "method": method, "stabilize": stab is not None, "size": list(frame_size)}
+
+    def forward(event: object) -> None:  # the loop's Finished is not the run's: the encode comes after it
+        if callback is not None and not isinstance(event, Finished):
+            callback(event)  # type: ignore[arg-type]
+
+    def result(count: int, complete: bool, loop: object | None) -> VideoResult:
+        info = dict(run_info)
+        info.update(
+            rendered=getattr(loop, "rendered", 0), reused=getattr(loop, "reused", len(done)),
+            audio=source.audio if (source.audio and not to_folder and out.suffix.lower() != ".gif") else None,
+            stability=meter.ratio if meter.pairs else None, notes=list(notes), frames_folder=str(work),
+        )  # fmt: skip
+        return fv.VideoResult(out, count, source.frames, source.fps, frame_size, watch(), complete, info)
+
+    def load(i: int):  # noqa: ANN202
+        return read_frame(work / FRAME_PATTERN.format(i + 1))
+
+    def encode(count: int) -> None:
+        def stored():  # noqa: ANN202
+            for i in range(count):
+                yield read_frame(work / FRAME_PATTERN.format(i + 1))
+
+        encode_video(stored(), out, fps=source.fps, size=frame_size, audio_from=source, expect_frames=count)
+
+    try:
+        loop = fv.stylize_frames(
+            frames_in(), make_renderer(), on_frame=on_frame, total=source.frames, stabilize=stab, done=done,
+            load_done=load, info=run_info, callback=forward, cancel=cancel,
+        )  # fmt: skip
+    except Cancelled as exc:
+        made = numbered_frames(work)
+        count = 0
+        while count in made:
+            count += 1
+        if count and not to_folder:
+            encode(count)
+        elif not count and make_work and not to_folder:
+            shutil.rmtree(work, ignore_errors=True)
+        exc.partial = result(count, False, exc.partial)
+        raise
+    count = loop.count
+    if count != source.frames:
+        notes.append(f"decoded {count} frames where the container said {source.frames}")
+    if to_folder:
+        for i, p in numbered_frames(work).items():
+            if i >= count:
+                p.unlink(missing_ok=True)  # a longer earlier run's frames (only with overwrite or resume)
+        manifest.unlink(missing_ok=True)
+    else:
+        encode(count)
+        if not keep_frames:
+            shutil.rmtree(work, ignore_errors=True)
+    final = result(count, True, loop)
+    emit(callback, Finished(result=final, elapsed=final.elapsed))
+    return final
+
+
+# --- photo-realistic transfer (impasto.fast.photoreal) -----------------------------------------------------
+
+
+def photoreal_check(layer: str = "r41") -> None:
+    """Raise WeightsError (one line saying how to get them) unless ``linear.<layer>`` and ``linear.spn`` are
+    installed: call it before a long run."""
+    from .errors import WeightsError
+    from .zoo import store
+
+    for name in (f"linear.{layer}", "linear.spn"):
+        if not store.is_installed(name):
+            raise WeightsError(
+                f"photo-realistic transfer needs the {name} weights: run `impasto models download {name}` on a "
+                f"connected machine, or `impasto models import {name} PATH/models.zip`"
+            )
+
+
+def photoreal(
+    content: ImageInput,
+    style: ImageInput,
+    *,
+    layer: str = "r41",
+    content_mask: ImageInput | None = None,
+    style_mask: ImageInput | None = None,
+    smooth: bool = True,
+    size: int | None = None,
+    device: str = "auto",
+    models: ModelCache | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+) -> Image.Image:
+    """Photo-realistic transfer (Li et al. 2019): linear ``layer`` transfer, the SPN filter, affine smoothing.
+
+    ``content``, ``style``: paths or PIL images. ``content_mask``/``style_mask`` (both or neither): colour-labelled
+    images (pure black, blue, green, light blue, red, purple, yellow, white; each pixel takes the nearest), resized
+    nearest-neighbour to their image; each content region takes the statistics of the same-coloured style region,
+    or of the whole style when the style mask lacks that colour. ``smooth``: the reference's local affine
+    smoothing (edge-preserving; about 3 s at 512 px on one CPU core). ``size``: longest output side in px (None
+    keeps the content's). Needs the ``linear.<layer>`` and ``linear.spn`` weights (WeightsError saying how to get
+    them). Events: Started (total 3, or 2 without smoothing; ``info``: model, device), then per stage
+    (``transfer``, ``spn``, ``smooth``) a Preview and a Progress (``info["stage"]``), then Finished (the image).
+    ``cancel`` is checked before each stage: ``Cancelled.partial`` is the latest stage's image (or None).
+    Returns an RGB PIL image.
+    """
+    from .fast.photoreal import MODEL_NAMES, STAGES, PhotorealOptions, PhotorealStylizer
+
+    opts = PhotorealOptions(layer=layer, size=size, smooth=smooth)
+    opts.validate()
+    if (content_mask is None) != (style_mask is None):
+        raise ConfigError("give both a content mask and a style mask, or neither")
+    photo, style_img = _as_image(content), _as_image(style)
+    masks = [None if m is None else _as_image(m) for m in (content_mask, style_mask)]
+    stylizer = PhotorealStylizer(layer, device=device, models=default_models if models is None else models)
+    total = len(STAGES) if smooth else len(STAGES) - 1
+    info = {"model": f"{MODEL_NAMES[layer]} + {MODEL_NAMES['spn']}", "device": str(stylizer.device)}
+    watch = Stopwatch()
+    emit(callback, Started(total=total, info=info))
+
+    def on_stage(i: int, name: str, image: object) -> None:
+        from .media import tensor_to_pil
+
+        emit(callback, Preview(step=i + 1, image=tensor_to_pil(image), info={"stage": name}))  # type: ignore[arg-type]
+        emit(callback, Progress(step=i + 1, total=total, elapsed=watch(), info={"stage": name}))
+
+    out = stylizer.stylize(
+        photo, style_img, masks[0], masks[1], opts, on_stage=None if callback is None else on_stage, cancel=cancel
+    )
+    emit(callback, Finished(result=out, elapsed=watch()))
+    return out
 
 
 # --- painting by optimisation (impasto.gatys) --------------------------------------------------------------
@@ -594,6 +1055,139 @@ class _WeightSets:
 
 
 models = _WeightSets()
+
+
+# --- training (impasto.fast.train) -------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torch import nn
+
+    from .fast.train import Checkpointer, TrainLinearConfig, TrainResult, TrainSPNConfig
+
+    NetInput = str | os.PathLike[str] | nn.Module | None
+    CheckpointInput = str | os.PathLike[str] | Checkpointer | None
+
+
+def train_config(kind: str, **options: object) -> TrainLinearConfig | TrainSPNConfig:
+    """A validated :class:`~impasto.fast.train.TrainLinearConfig` (``kind="linear"``) or ``TrainSPNConfig``
+    (``"spn"``) from its field values (the rest keep the reference's defaults); ConfigError for a bad value."""
+    from .fast.train import TrainLinearConfig, TrainSPNConfig
+
+    if kind not in ("linear", "spn"):
+        raise ConfigError(f"unknown training kind {kind!r}; use linear or spn")
+    cls = TrainLinearConfig if kind == "linear" else TrainSPNConfig
+    try:
+        return cls(**options).validate()  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"bad training option: {exc}") from None
+
+
+def _training_images(folder: str | os.PathLike[str], what: str) -> list[Path]:
+    from pathlib import Path
+
+    from .imaging import list_images
+
+    p = Path(folder)
+    if not p.exists():
+        raise ConfigError(f"{what} folder {p} does not exist")
+    if not p.is_dir():
+        raise ConfigError(f"{what} folder {p} is a file; give the folder of images")
+    found = list_images(p)
+    if not found:
+        raise ConfigError(f"no images found in {what} folder {p}")
+    return found
+
+
+def _checkpointer(checkpoint: CheckpointInput) -> Checkpointer | None:
+    from .fast.train import FileCheckpointer
+
+    if checkpoint is None or hasattr(checkpoint, "save"):
+        return checkpoint  # type: ignore[return-value]
+    return FileCheckpointer(checkpoint)  # type: ignore[arg-type]
+
+
+def train_linear(
+    content_dir: str | os.PathLike[str],
+    style_dir: str | os.PathLike[str],
+    config: TrainLinearConfig | None = None,
+    *,
+    vgg: NetInput = None,
+    decoder: NetInput = None,
+    loss_net: NetInput = None,
+    checkpoint: CheckpointInput = None,
+    resume: bool = False,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    models: ModelCache | None = None,
+    **options: object,
+) -> TrainResult:
+    """Train a linear transformation module (Li et al. 2019, the reference's Train.py) on the images of two folders.
+
+    ``config`` (keyword ``options`` override its fields: ``steps=``, ``layer=``, ``lr=``, ...). ``vgg``,
+    ``decoder``, ``loss_net``: the frozen ``vgg_<layer>.pth``, ``dec_<layer>.pth`` and ``vgg_r51.pth`` as paths or
+    modules (default: the installed ``linear.<layer>`` and ``linear.vgg_r51``; WeightsError saying how to get them).
+    ``checkpoint``: a path or a Checkpointer for snapshots (every ``checkpoint_every`` steps and on cancel);
+    ``resume`` continues from it. Returns a TrainResult whose ``state_dict`` has the reference's keys
+    (:func:`save_trained` writes it); events and ``cancel`` as :func:`impasto.fast.train.train_linear`.
+    """
+    from .fast.train import FrozenNets, TrainLinearConfig
+    from .fast.train import train_linear as _train
+
+    cfg = (config or TrainLinearConfig()).replace(**options) if options else (config or TrainLinearConfig())
+    contents, styles = _training_images(content_dir, "content"), _training_images(style_dir, "style")
+    return _train(
+        contents, styles, cfg.validate(), nets=FrozenNets(vgg, decoder, loss_net),
+        checkpointer=_checkpointer(checkpoint), resume=resume, callback=callback, cancel=cancel,
+        models=default_models if models is None else models,
+    )  # fmt: skip
+
+
+def train_spn(
+    content_dir: str | os.PathLike[str],
+    config: TrainSPNConfig | None = None,
+    *,
+    vgg: NetInput = None,
+    decoder: NetInput = None,
+    checkpoint: CheckpointInput = None,
+    resume: bool = False,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    models: ModelCache | None = None,
+    **options: object,
+) -> TrainResult:
+    """Train the SPN filter of the photo-realistic path (the reference's TrainSPN.py) on a folder of photos.
+
+    As :func:`train_linear`; the result's ``state_dict`` has ``r41_spn.pth``'s keys.
+    """
+    from .fast.train import FrozenNets, TrainSPNConfig
+    from .fast.train import train_spn as _train
+
+    cfg = (config or TrainSPNConfig()).replace(**options) if options else (config or TrainSPNConfig())
+    contents = _training_images(content_dir, "content")
+    return _train(
+        contents, cfg.validate(), nets=FrozenNets(vgg, decoder), checkpointer=_checkpointer(checkpoint),
+        resume=resume, callback=callback, cancel=cancel, models=default_models if models is None else models,
+    )  # fmt: skip
+
+
+def train_resume_point(checkpoint: CheckpointInput, kind: str) -> int | None:
+    """The step a resumed ``kind`` (``linear``/``spn``) run would continue from; None with no checkpoint yet.
+    Cheap (no network is loaded): the CLI decides with it, before the work, whether outputs may be replaced."""
+    from .fast.train import checkpoint_step
+
+    ckpt = _checkpointer(checkpoint)
+    return None if ckpt is None else checkpoint_step(ckpt, kind)
+
+
+def save_trained(result: TrainResult, path: str | os.PathLike[str]) -> Path:
+    """Write a trained module as the reference does (``torch.save`` of its state dict, the reference's keys),
+    atomically; it loads into the reference and through ``impasto models import linear.<layer> PATH``."""
+    from .fast.train import write_state
+    from .media import atomic_write
+
+    return atomic_write(path, lambda tmp: write_state(dict(result.state_dict), tmp))
 
 
 # --- BigGAN (impasto.gan) ----------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -365,3 +367,266 @@ def save_animation(
     if ext == ".mp4":
         return save_mp4(frames, path, fps=fps, bounce=bounce)
     raise ConfigError(f"unsupported animation extension {ext!r}; use .gif or .mp4")
+
+
+# --- video: probe, decode, encode, frame folders -----------------------------------------------------------------
+#
+# Decoding and encoding go through imageio-ffmpeg's bundled ffmpeg (no system ffmpeg, no ffprobe). Frames are
+# (H, W, 3) uint8 RGB numpy arrays. The frame rate is kept as a rational (ffmpeg's own ``30000/1001``, read from
+# the showinfo filter), the frame count is checked after encoding, and the source's audio is muxed into the output
+# and cut to the video's length, so a partial video's sound is as long as its frames.
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".gif")  # what impasto writes
+VIDEO_INPUT_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mkv", ".avi", ".m4v")  # what it reads (ffmpeg decodes them all)
+FRAME_PATTERN = "frame_{:06d}.png"  # frame i (0-based) of a frame folder is FRAME_PATTERN.format(i + 1)
+FRAME_RE = re.compile(r"^frame_(\d{6})\.png$")
+DEFAULT_FPS = Fraction(25)  # a folder of frames has no frame rate of its own
+
+# container -> (ffmpeg muxer, video codec, output pixel format, audio codecs it can take as they are, audio encoder)
+_CONTAINERS: dict[str, tuple[str, str, str, tuple[str, ...], str | None]] = {
+    ".mp4": ("mp4", "libx264", "yuv420p", ("aac", "mp3", "ac3", "opus"), "aac"),
+    ".mov": ("mov", "libx264", "yuv420p", ("aac", "mp3", "ac3", "alac", "pcm_s16le"), "aac"),
+    ".webm": ("webm", "libvpx-vp9", "yuv420p", ("opus", "vorbis"), "libopus"),
+    ".gif": ("gif", "gif", "rgb8", (), None),  # no audio in a GIF
+}
+_CODEC_OPTIONS = {
+    "libx264": ["-crf", "18", "-preset", "medium"],  # visually lossless on stylised frames; plays everywhere
+    "libvpx-vp9": ["-crf", "30", "-b:v", "0", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4"],
+    # one palette per frame (streams: no pass over the whole clip), error diffusion to hide banding
+    "gif": ["-filter_complex", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1"],
+}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` found. ``size`` (W, H) as decoded (rotation applied); ``fps`` a Fraction
+    (:data:`DEFAULT_FPS` for a folder unless the caller gives one); ``audio``: the audio codec's name, None when
+    there is no audio track; ``files``: a folder's frame images in order (empty for a video file)."""
+
+    path: Path
+    frames: int
+    fps: Fraction
+    size: tuple[int, int]
+    duration: float
+    audio: str | None = None
+    files: tuple[Path, ...] = ()
+
+    @property
+    def is_folder(self) -> bool:
+        return bool(self.files)
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary inside the imageio-ffmpeg wheel."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def _ffmpeg_text(args: Sequence[str]) -> tuple[int, str]:
+    import subprocess
+
+    p = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True)
+    return p.returncode, p.stderr.decode("utf-8", errors="replace")
+
+
+def _parse_fps(text: str) -> Fraction | None:
+    m = re.search(r"config in time_base: \S+, frame_rate: (\d+)/(\d+)", text)
+    if m and int(m.group(1)) > 0 and int(m.group(2)) > 0:
+        return Fraction(int(m.group(1)), int(m.group(2)))
+    m = re.search(r"Video: .*?, ([\d.]+) fps", text)
+    if m and float(m.group(1)) > 0:
+        return Fraction(m.group(1)).limit_denominator(1001)
+    m = re.search(r"Video: .*?, ([\d.]+) tbr", text)
+    return Fraction(m.group(1)).limit_denominator(1001) if m and float(m.group(1)) > 0 else None
+
+
+def count_video_frames(path: str | os.PathLike[str]) -> int:
+    """Frames in ``path``'s first video stream, by decoding it (imageio-ffmpeg's ``count_frames_and_secs``)."""
+    import imageio_ffmpeg
+
+    try:
+        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+    except RuntimeError as exc:
+        raise ImageError(f"cannot read {path} as a video: {str(exc).splitlines()[0]}") from None
+
+
+def frame_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The still images directly inside ``folder`` (PNG, JPEG, ...), sorted by name: a folder of frames."""
+    p = Path(folder)
+    return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in STILL_EXTENSIONS)
+
+
+def probe_video(path: str | os.PathLike[str], *, fps: Fraction | float | None = None) -> VideoInfo:
+    """Frame count, frame rate, size, duration and audio of a video file or a folder of frames.
+
+    ``fps`` is used for a folder (default :data:`DEFAULT_FPS`) and ignored for a file, which has its own. Raises
+    ImageError for a missing or unreadable input, ConfigError for a folder without frames or an unknown extension.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = frame_files(p)
+        if not files:
+            raise ConfigError(f"no frames found in folder {p} (expected PNG or JPEG images, sorted by name)")
+        from .imaging import load_image  # imaging imports this module, so not at the top
+
+        first = load_image(files[0])
+        rate = Fraction(fps).limit_denominator(1001) if fps else DEFAULT_FPS
+        return VideoInfo(p, len(files), rate, first.size, float(len(files) / rate), None, tuple(files))
+    if not p.exists():
+        raise ImageError(f"video not found: {p}")
+    if p.suffix.lower() not in VIDEO_INPUT_EXTENSIONS:
+        raise ConfigError(
+            f"unsupported video extension {p.suffix.lower() or '(none)'!r} in {p.name!r}; give a video "
+            f"({', '.join(VIDEO_INPUT_EXTENSIONS)}) or a folder of frames"
+        )
+    code, text = _ffmpeg_text(["-i", str(p), "-map", "0:v:0", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"])
+    header = text.split("Stream mapping:")[0]
+    size_m = re.search(r"\bs:(\d+)x(\d+)\b", text)  # the decoded frame (after rotation), from showinfo
+    if code != 0 or size_m is None:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"ffmpeg exit code {code}"
+        raise ImageError(f"{p} is not a video impasto can read ({why})")
+    audio_m = re.search(r"Stream #\d+:\d+\S*: Audio: (\w+)", header)
+    dur_m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header)
+    duration = int(dur_m.group(1)) * 3600 + int(dur_m.group(2)) * 60 + float(dur_m.group(3)) if dur_m else 0.0
+    rate = _parse_fps(text) or DEFAULT_FPS
+    size = (int(size_m.group(1)), int(size_m.group(2)))
+    return VideoInfo(p, count_video_frames(p), rate, size, duration, audio_m.group(1) if audio_m else None)
+
+
+def read_video(info: VideoInfo, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """The frames of ``info`` in order, each (H, W, 3) uint8 RGB, resized (Lanczos) to ``size`` (W, H) if given.
+
+    A folder's frames are loaded like any impasto input (EXIF orientation, colour profile -> sRGB); frames of
+    another size than the first are resized to the first's (or to ``size``). A file is decoded by ffmpeg one
+    frame at a time, every frame passed through as decoded (no frame dropped or repeated to a constant rate).
+    """
+    target = size or info.size
+    if info.is_folder:
+        from .imaging import load_image, resize
+
+        for f in info.files:
+            yield np.asarray(resize(load_image(f), target))
+        return
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(info.path), output_params=["-fps_mode", "passthrough"])
+    try:
+        meta = next(reader)
+        w, h = meta["size"]
+        for raw in reader:
+            arr = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+            if (w, h) != target:
+                arr = np.asarray(Image.fromarray(arr).resize(target, Image.Resampling.LANCZOS))
+            yield arr
+    finally:
+        reader.close()
+
+
+def write_frame(path: str | os.PathLike[str], frame: np.ndarray, *, compress_level: int = 6) -> Path:
+    """One (H, W, 3) uint8 frame to a PNG at ``path``, atomically. ``compress_level`` 1 is fast (work files)."""
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG", compress_level=compress_level))
+
+
+def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
+    """A PNG frame written by :func:`write_frame` -> (H, W, 3) uint8; ImageError when it cannot be decoded."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read frame {path}: {exc}") from None
+
+
+def numbered_frames(folder: str | os.PathLike[str]) -> dict[int, Path]:
+    """The ``frame_NNNNNN.png`` files in ``folder``: 0-based index -> path."""
+    p = Path(folder)
+    if not p.is_dir():
+        return {}
+    out = {}
+    for f in p.iterdir():
+        m = FRAME_RE.match(f.name)
+        if m and f.is_file():
+            out[int(m.group(1)) - 1] = f
+    return out
+
+
+def check_video_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Validate a video output (mp4, mov, webm, gif) before the work, like :func:`check_output_path`."""
+    return check_output_path(path, overwrite=overwrite, allowed=VIDEO_EXTENSIONS)
+
+
+def even_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(W, H) rounded up to even sides, as yuv420p (H.264, VP9) needs."""
+    return size[0] + size[0] % 2, size[1] + size[1] % 2
+
+
+def encode_video(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    fps: Fraction | float,
+    size: tuple[int, int],
+    audio_from: VideoInfo | None = None,
+    expect_frames: int | None = None,
+) -> Path:
+    """Encode (H, W, 3) uint8 frames of ``size`` (W, H) to ``path`` atomically; the container follows the extension.
+
+    mp4 and mov: H.264 (CRF 18) yuv420p with AAC audio; webm: VP9 with Opus; gif: a palette per frame, no audio.
+    Odd sides are padded to even by repeating the last row/column (yuv420p needs even sides; gif is not padded).
+    ``audio_from``: a probed source whose audio track (if any) is muxed in -- copied where the container takes its
+    codec, else re-encoded -- and cut to ``expect_frames`` frames' length. ``fps`` is passed to ffmpeg as a
+    rational. The encoded file's frame count is checked (``expect_frames``, default: the frames given) before it is
+    renamed into place; a mismatch raises ImageError and leaves ``path`` untouched.
+    """
+    import imageio_ffmpeg
+
+    ext = Path(path).suffix.lower()
+    if ext not in _CONTAINERS:
+        raise ConfigError(f"unsupported video extension {ext!r}; use {', '.join(VIDEO_EXTENSIONS)}")
+    muxer, codec, pix_fmt, copyable, audio_encoder = _CONTAINERS[ext]
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    w, h = size
+    w2, h2 = (w, h) if ext == ".gif" else even_size(size)
+    audio_path, audio_codec = None, None
+    if audio_from is not None and audio_from.audio and audio_encoder is not None and not audio_from.is_folder:
+        audio_path = str(audio_from.path)
+        audio_codec = "copy" if audio_from.audio in copyable else audio_encoder
+    params = ["-f", muxer]  # the temporary file's name ends in .part, so name the container
+    params += _CODEC_OPTIONS.get(codec, [])
+    if audio_path is not None and audio_codec == "libopus":
+        params += ["-b:a", "128k"]
+    if muxer in ("mp4", "mov"):
+        params += ["-movflags", "+faststart"]
+    written = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        if audio_path is not None and expect_frames is not None:
+            # the audio ends with the last frame (a partial video has partial audio). Not -shortest: an audio
+            # track a little shorter than the video would cut frames. Half a frame of slack keeps the last one.
+            params.extend(["-t", f"{(expect_frames + 0.5) / rate:.6f}"])
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp), (w2, h2), fps=rate, codec=codec, pix_fmt_out=pix_fmt, quality=None, macro_block_size=1,
+            ffmpeg_log_level="error", audio_path=audio_path, audio_codec=audio_codec, output_params=list(params),
+        )  # fmt: skip
+        writer.send(None)
+        try:
+            for frame in frames:
+                if frame.shape != (h, w, 3):
+                    raise ImageError(f"frame {written + 1} is {frame.shape[1]}x{frame.shape[0]}, expected {w}x{h}")
+                if (w2, h2) != (w, h):
+                    frame = np.pad(frame, ((0, h2 - h), (0, w2 - w), (0, 0)), mode="edge")
+                writer.send(np.ascontiguousarray(frame))
+                written += 1
+        finally:
+            writer.close()
+        if written == 0:
+            raise ConfigError("no frames to write")
+        got = count_video_frames(tmp)
+        want = written if expect_frames is None else expect_frames
+        if got != want:
+            raise ImageError(f"encoding {Path(path).name} gave {got} frames instead of {want}")
+
+    return atomic_write(path, write)

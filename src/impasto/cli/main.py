@@ -19,8 +19,10 @@ from ..errors import ImpastoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("stylize", "fast arbitrary / preset style transfer (Magenta, offline)"),
     "presets": ("presets", "contact sheet of the 26 built-in styles on a photo"),
+    "video": ("video", "stylise a video or a folder of frames (keeps frame rate, frame count and audio)"),
     "models": ("models", "list, download, import and verify weight sets"),
     "paint": ("paint", "painting by optimisation (Gatys et al.; every neural-style-pt option)"),
+    "train": ("train", "train your own linear transformation module or SPN filter (Li et al. 2019)"),
     "neural-style": ("neural_style", "neural-style-pt's command line, unchanged (drop-in for neural_style.py)"),
     "compare-optimizers": ("compare_optimizers", "the optimiser study: GD, Adadelta, RMSProp, Adam, Adagrad, L-BFGS"),
     "generate": ("generate", "BigGAN samples of ImageNet classes: grid and/or one file per sample"),

@@ -18,7 +18,7 @@ import functools
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import api
 from ..devices import keep_freed_memory
@@ -57,6 +57,17 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         "features with the photo's before decoding; --preset: mixes pixels",
     )
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance transfer)")
+    real = p.add_argument_group("photo-realistic transfer (linear + SPN filter + affine smoothing)")
+    real.add_argument("--photoreal", action="store_true",
+                      help="photo-realistic transfer: linear --layer transfer, the SPN filter and the local affine "
+                      "smoothing (needs linear.r41 or linear.r31, and linear.spn)")  # fmt: skip
+    real.add_argument("--content-mask", metavar="PNG",
+                      help="the content's regions in pure colours (black, blue, green, light blue, red, purple, "
+                      "yellow, white)")  # fmt: skip
+    real.add_argument("--style-mask", metavar="PNG",
+                      help="the style's regions in the same colours; each content region takes the same-coloured "
+                      "style region's look (the whole style where it has none)")  # fmt: skip
+    real.add_argument("--no-smooth", dest="smooth", action="store_false", help="skip the affine smoothing")
     add_device(p)
     add_overwrite(p)
     p.add_argument(
@@ -75,6 +86,36 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--strength must be between 0 and 1, got {args.strength}")
     if args.size is not None and args.size < 16:
         raise ConfigError(f"--size must be at least 16 px, got {args.size}")
+    if not args.photoreal and (args.content_mask or args.style_mask or not args.smooth):
+        raise ConfigError("--content-mask, --style-mask and --no-smooth go with --photoreal")
+    if args.photoreal:
+        if args.preset or len(args.style or ()) != 1 or args.style_weights is not None:
+            raise ConfigError("--photoreal takes exactly one --style image")
+        if args.method == "magenta":
+            raise ConfigError("--photoreal is built on the linear method; drop --method magenta")
+        if args.strength != 1.0 or args.preserve_color:
+            raise ConfigError("--strength and --preserve-color do not apply to --photoreal")
+        if (args.content_mask is None) != (args.style_mask is None):
+            raise ConfigError("give both --content-mask and --style-mask, or neither")
+
+
+class _Done(NamedTuple):
+    input: Path
+    image: Any
+
+
+def _photoreal_each(args: argparse.Namespace, sources: list[Path], token: Any) -> Iterator[Any]:
+    """``--photoreal``: one ``api.photoreal`` call per photo, streamed like ``api.stylize_each``."""
+    bar = ProgressBar(args.quiet, unit="stage", desc="photoreal", announce="impasto stylize")
+    try:
+        for src in sources:
+            image = api.photoreal(
+                src, args.style[0], layer=args.layer, content_mask=args.content_mask, style_mask=args.style_mask,
+                smooth=args.smooth, size=args.size, device=args.device, callback=bar, cancel=token,
+            )  # fmt: skip
+            yield _Done(src, image)
+    finally:
+        bar.close()
 
 
 def _left_to_do(planned: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
@@ -125,6 +166,8 @@ def _remove_empty(folders: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
     inputs = expand_inputs(args.content)
+    if args.photoreal and args.content_mask and len(inputs) > 1:
+        raise ConfigError("--content-mask describes one photo; give one content image with it")
     created = _new_folders(args.out_dir)
     with cancel_on_sigint("this image") as token:
         try:  # everything is checked (outputs, options, style images) before the first image is made
@@ -132,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
             planned = list(zip(inputs, outputs, strict=True))
             todo = _left_to_do(planned) if args.resume else planned
             bar = ProgressBar(args.quiet or len(todo) <= 1, unit="img", desc="stylize", total=len(todo))
-            images = api.stylize_each(
+            if args.photoreal:
+                api.photoreal_check(args.layer)  # missing weights: one line before any work
+            images = _photoreal_each(args, [s for s, _ in todo], token) if args.photoreal else api.stylize_each(
                 [src for src, _ in todo], styles=args.style or (), style_weights=args.style_weights,
                 preset=args.preset, size=args.size, strength=args.strength, preserve_color=args.preserve_color,
                 device=args.device, callback=bar, cancel=token, method=args.method, layer=args.layer,
