@@ -27,7 +27,7 @@ from impasto.errors import Cancelled  # noqa: E402
 from impasto.events import CancelToken, Preview, Progress  # noqa: E402
 from impasto.fast import train as T  # noqa: E402
 from impasto.modelcache import ModelCache  # noqa: E402
-from impasto.zoo import linear_format, registry  # noqa: E402
+from impasto.zoo import linear_format  # noqa: E402
 
 SMALL = {"crop_size": 32, "batch_size": 2, "device": "cpu", "flip": False}
 
@@ -87,12 +87,12 @@ def test_result_loads_back_and_stylises(data: Path, frozen: Path, models: ModelC
     assert set(plain) == set(linear_format.reference_key_shapes("r41.pth"))
     # `impasto models import linear.r41 model.pth`: a lone r41.pth installs only beside an installed encoder and
     # decoder (linear_format's import of one file)
-    ws = registry.get("linear.r41")
-    with pytest.raises(Exception, match="not installed"):
-        linear_format.import_files(ws, out)
+    from impasto.cli.main import main
+
+    assert main(["-q", "models", "import", "linear.r41", str(out)]) == 1  # encoder and decoder not installed yet
     folder = linear_tiny.write_all(tmp_path / "set", ("vgg_r41.pth", "dec_r41.pth", "r41.pth"), seed=3)
-    linear_format.import_files(ws, folder)
-    linear_format.import_files(ws, out, force=True)
+    assert main(["-q", "models", "import", "linear.r41", str(folder)]) == 0
+    assert main(["-q", "models", "import", "linear.r41", str(out), "--force"]) == 0
     enc, dec, trans = linear_format.load_layer("r41")
     assert all(torch.equal(trans.state_dict()[k], v) for k, v in result.state_dict.items())
     c = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
