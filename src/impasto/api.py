@@ -694,6 +694,95 @@ def photoreal(
     return out
 
 
+# --- quality scores (impasto.score) ------------------------------------------------------------------------
+
+# LPIPS needs pretrained weights (and torchvision for torchmetrics' version); the zoo has no LPIPS entry yet
+LPIPS_UNAVAILABLE = "LPIPS skipped: no LPIPS weights are installed through the zoo (see 'impasto models list')"
+
+
+def _score_source(network: str | os.PathLike[str] | None):  # noqa: ANN202
+    """``(feature source, name, cache key)`` of ``network``: a registry name, a VGG/NIN ``.pth`` file, or None
+    (the network ``paint`` uses by default)."""
+    from pathlib import Path
+
+    from .zoo import torch_formats
+
+    text = None if network is None else os.fspath(network)
+    if text is not None and (Path(text).exists() or text.endswith((".pth", ".pt"))):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"network file {text!r} does not exist or is not a file")
+        source = torch_formats.open_feature_source(None, path)
+        return source, source.display, (str(path.resolve()), path.stat().st_mtime_ns)
+    name = torch_formats.resolve_model(text, None)
+    source = torch_formats.open_feature_source(name, None)
+    return source, name, name
+
+
+def score(
+    output: ImageInput,
+    *,
+    content: ImageInput | None = None,
+    style: ImageInput | None = None,
+    network: str | os.PathLike[str] | None = None,
+    lpips: bool = False,
+    device: str = "auto",
+) -> dict:
+    """Quality scores of ``output`` (see :mod:`impasto.score` for the formulas) as a JSON-ready dict:
+
+    ``{"content": {"ssim", "psnr"} | None, "style": {"gram", "w2", "color_swd"} | None, "network": str | None}``.
+    ``content``: the photo, resized to the output's size; SSIM/PSNR on luminance (PSNR ``inf`` when identical).
+    ``style``: the style image, resized so its longest side is the output's (as ``paint`` sizes it at
+    ``style_scale=1``); Gram and Gaussian W2 distances in ``network``'s default style layers, averaged, and the
+    colour sliced Wasserstein distance. ``network``: a registry name or a VGG/NIN ``.pth`` file; default: the
+    network ``paint`` uses by default (``vgg19.caffe`` when installed, else ``mobilenetv2.magenta``).
+    ``lpips=True``: adds ``content["lpips"]`` where LPIPS weights are installed through the zoo; otherwise the
+    result has ``"skipped": {"lpips": reason}``.
+    """
+    import torch
+
+    from . import score as S
+    from .devices import resolve_device
+    from .gatys.preprocess import neural_style_size, preprocess, resize_like_neural_style
+    from .imaging import pil_to_tensor
+
+    if content is None and style is None:
+        raise ConfigError("score needs a content photo and/or a style image to compare the output with")
+    dev = resolve_device(device)
+    out_image = _as_image(output)
+    out = pil_to_tensor(out_image)  # (1, 3, H, W) in [0, 1]
+    result: dict = {"content": None, "style": None, "network": None}
+    if content is not None:
+        result["content"] = S.content_scores(out, pil_to_tensor(_as_image(content)))
+        if lpips:
+            result["skipped"] = {"lpips": LPIPS_UNAVAILABLE}
+    elif lpips:
+        raise ConfigError("lpips compares the output with the content photo; give content= too")
+    if style is not None:
+        style_image = _as_image(style)
+        style01 = resize_like_neural_style(style_image, neural_style_size(style_image.size, max(out_image.size)))
+        source, name, source_key = _score_source(network)
+        layers = list(source.default_style_layers)
+        key = ("score-net", source_key, str(dev))
+        net = default_models.get(key, lambda: source.build(layers, dev))
+        try:
+            with torch.no_grad():
+                feats_out = net.features(preprocess(out, source.preprocessing).to(dev), layers)
+                feats_style = net.features(preprocess(style01, source.preprocessing).to(dev), layers)
+        except RuntimeError as exc:
+            if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
+                raise
+            raise ConfigError(
+                f"the output ({out_image.size[0]}x{out_image.size[1]}) is too small for {source.display}'s style "
+                "layers; score a larger image"
+            ) from None
+        style_scores = S.style_scores(feats_out, feats_style, layers)
+        style_scores["color_swd"] = S.color_swd(out, style01)
+        result["style"] = style_scores
+        result["network"] = name
+    return result
+
+
 # --- painting by optimisation (impasto.gatys) --------------------------------------------------------------
 
 from .gatys.config import PaintConfig  # noqa: E402 - re-exported for the CLI; light (no torch)

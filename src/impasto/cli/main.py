@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "BigGAN samples of ImageNet classes: grid and/or one file per sample"),
     "interpolate": ("interpolate", "BigGAN interpolation between two classes/seeds: GIF, MP4 or grid"),
     "classes": ("classes", "list or search the 1000 ImageNet classes BigGAN draws"),
+    "score": ("score", "quality scores: content SSIM/PSNR, style Gram/W2 and colour distances"),
     "serve": ("serve", "the web studio: every capability in the browser, live previews, resumable jobs"),
 }
 
