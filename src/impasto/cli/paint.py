@@ -88,7 +88,17 @@ def add_config_options(p: argparse.ArgumentParser, *, skip: set[str] = _SKIP) ->
         group.add_argument(flag, *extra, dest=f.name, type=kind or str, default=None, metavar=metavar, help=help_text)
 
 
-_EXTRAS = {"scales", "scale_iterations", "fast", "checkpoint_every", "checkpoint_path", "resume"}
+_EXTRAS = {
+    "scales",
+    "scale_iterations",
+    "fast",
+    "checkpoint_every",
+    "checkpoint_path",
+    "resume",
+    "style_loss",
+    "average",
+    "average_decay",
+}
 
 
 def config_from_args(args: argparse.Namespace, **base: Any):  # noqa: ANN201 - PaintConfig, imported lazily

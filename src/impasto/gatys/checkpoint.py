@@ -10,7 +10,9 @@ Tests pass an in-memory checkpointer; a web job could keep them in its own store
 A snapshot (format 1): ``image`` (1, 3, H, W) the optimised tensor in network space (after the optimiser's last
 update), ``evaluated`` the last image whose loss was computed (the result if the scale ends there),
 ``optimizer`` the optimiser's ``state_dict()``, ``step`` steps done in this scale, ``scale_index``, ``history``
-(one loss dict per step, all scales), ``fingerprint`` and ``settings`` (see :func:`fingerprint`).
+(one loss dict per step, all scales), ``fingerprint`` and ``settings`` (see :func:`fingerprint`); with
+``average`` also ``average``, the moving average's state (``decay``, ``accum`` and the ``biased`` (1, 3, H, W) sum;
+see :class:`impasto.gatys.optimize.IterateAverage`), so a resumed run averages on exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ _FREE = {
     "print_iter", "save_iter", "checkpoint_every", "checkpoint_path", "resume", "gpu", "backend",
     "cudnn_autotune", "multidevice_strategy", "disable_check",
 }  # fmt: skip
+
+# Options added after checkpoints were first written: left out of the settings (and so of the fingerprint) while at
+# these defaults, so a checkpoint made before they existed still resumes. average_decay counts only with average.
+_ADDED_DEFAULTS: dict[str, Any] = {"style_loss": "gram", "average": False, "average_decay": 0.99}
 
 
 class Checkpointer(Protocol):
@@ -112,6 +118,10 @@ def settings(config: Any) -> dict[str, Any]:
     for name, value in sorted(vars(config).items()):
         if name in _FREE:
             continue
+        if name in _ADDED_DEFAULTS and value == _ADDED_DEFAULTS[name]:
+            continue
+        if name == "average_decay" and not getattr(config, "average", False):
+            continue
         out[name] = list(value) if isinstance(value, tuple) else value
     return out
 
@@ -138,6 +148,9 @@ def check_resumable(state: Mapping[str, Any], expected: str, config: Any, where:
         return
     then, now = state.get("settings") or {}, settings(config)
     keys = sorted(set(then) | set(now))
-    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in keys if then.get(k) != now.get(k)]
+    # a missing added option was at its default (see _ADDED_DEFAULTS)
+    then = {k: then.get(k, _ADDED_DEFAULTS.get(k)) for k in keys}
+    now = {k: now.get(k, _ADDED_DEFAULTS.get(k)) for k in keys}
+    changed = [f"{k} {then[k]!r} -> {now[k]!r}" for k in keys if then[k] != now[k]]
     what = "; ".join(changed) if changed else "the input images differ"
     raise ConfigError(f"checkpoint {where} was made with different settings ({what}); resume with the same ones")

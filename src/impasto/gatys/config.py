@@ -15,8 +15,11 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "PaintConfig", "auto_scales", "parse_list"]
+__all__ = [
+    "BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "STYLE_LOSSES", "PaintConfig", "auto_scales", "parse_list",
+]  # fmt: skip
 
+STYLE_LOSSES = ("gram", "w2")
 BACKENDS = ("nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl")
 LINE_SEARCHES = ("none", "strong_wolfe")
 
@@ -133,6 +136,13 @@ class PaintConfig:
     checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
     checkpoint_path: str | None = _f(None, "checkpoint file (the CLI's default: OUT.ckpt beside the output)")
     resume: bool = _f(False, "continue from the checkpoint at checkpoint_path (from the start if none yet)")
+    style_loss: str = _f(
+        "gram",
+        "style loss: gram (neural-style-pt's Gram matrices) or w2 (Wasserstein-2 distance between the features' "
+        "means and covariances, as crowsonkb's style-transfer-pytorch)",
+    )
+    average: bool = _f(False, "the result of each scale is an exponential moving average of its iterates")
+    average_decay: float = _f(0.99, "decay of the moving average (average): closer to 1 averages more steps")
 
     def __post_init__(self) -> None:
         # Accept neural-style-pt spellings: "0,1" strings for lists, 0/1 for original_colors, ints for gpu.
@@ -194,6 +204,14 @@ class PaintConfig:
         need(self.save_iter >= 0, f"save_iter must be >= 0, not {self.save_iter}")
         need(self.pooling in ("max", "avg"), f"pooling must be 'max' or 'avg', not {self.pooling!r}")
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        need(
+            self.style_loss in STYLE_LOSSES,
+            f"style_loss must be one of {', '.join(STYLE_LOSSES)}, not {self.style_loss!r}",
+        )
+        need(
+            math.isfinite(self.average_decay) and 0 < self.average_decay < 1,
+            f"average_decay must be between 0 and 1 (exclusive), not {self.average_decay}",
+        )
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, not {self.checkpoint_every}")
         if self.style_blend_weights is not None:
             bad = [w for w in self.style_blend_weights if not (math.isfinite(w) and w >= 0)]

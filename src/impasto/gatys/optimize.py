@@ -33,6 +33,12 @@ Extras beyond neural-style-pt, all off by default (a run without them is bit-ide
   (:mod:`impasto.gatys.fastpath`);
 * ``scales``: coarse-to-fine painting, each scale re-prepared at its size and started from the previous result
   upsampled (:func:`paint`);
+* ``style_loss="w2"``: each style layer's loss is the Wasserstein-2 distance between the Gaussians (mean and
+  covariance) of its features and of the style's (:func:`impasto.gatys.losses.w2_style_loss`), not the Gram loss;
+* ``average``: each scale's result is the bias-corrected exponential moving average of the images its steps
+  evaluated (:class:`IterateAverage`, as style-transfer-pytorch averages its iterates), reset at every scale; the
+  next scale starts from it, Previews and a cancelled run's partial show it, while the losses reported are still
+  those of the evaluated images. With a line search every evaluation, trial points included, enters the average;
 * ``checkpoint_every``/``resume``: snapshots handed to a :class:`~impasto.gatys.checkpoint.Checkpointer`. Why a
   hook and not a callback event: a snapshot must hold the optimiser's state, which only the loop can see between
   steps, and resuming must feed it back in before the first step -- a two-way exchange an event stream cannot do.
@@ -73,8 +79,8 @@ from .preprocess import deprocess, neural_style_size, preprocess, resize_like_ne
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PaintPlan", "PaintResult", "Problem", "evaluate", "loss_labels", "paint", "plan", "prepare", "save_steps",
-    "scale_plan",
+    "IterateAverage", "PaintPlan", "PaintResult", "Problem", "evaluate", "loss_labels", "paint", "plan", "prepare",
+    "save_steps", "scale_plan",
 ]  # fmt: skip
 
 
@@ -123,13 +129,15 @@ class Problem:
     content01: torch.Tensor  # (1, 3, H, W) in [0, 1], CPU
     init: torch.Tensor  # (1, 3, H, W) starting image, network space, on device
     content_targets: dict[str, torch.Tensor]  # layer -> (1, C, h, w)
-    style_targets: dict[str, torch.Tensor]  # layer -> (C, C) blended Gram
+    style_targets: dict[str, torch.Tensor]  # layer -> (C, C) blended Gram (style_loss="w2": the covariance)
     content_weights: dict[str, float]
     style_weights: dict[str, float]
     order: list[str] = field(default_factory=list)  # tapped layers in network order
     # The fast path (config.fast): a bf16/channels_last copy of net that evaluate() runs instead (None: exact fp32).
     fast_net: Any = None
     fast_dtype: torch.dtype | None = None
+    # style_loss="w2": layer -> the style's mean and covariance (empty: the Gram loss).
+    style_stats: dict[str, L.GaussianStats] = field(default_factory=dict)
 
 
 # --- the plan: sizes, lengths, preview steps ----------------------------------------------------------------
@@ -276,23 +284,35 @@ def _open_network(config: PaintConfig, source: torch_formats.FeatureSource | Non
 
 def _targets(
     network: _Network, content_in: torch.Tensor, styles: Sequence[Image.Image]
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Content activations of ``content_in`` and blended style Grams of ``styles`` (sized like neural-style-pt)."""
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, L.GaussianStats]]:
+    """Content activations of ``content_in`` and blended style Grams of ``styles`` (sized like neural-style-pt).
+
+    With ``style_loss="w2"`` the style targets are the blended covariances and the third dict holds the blended
+    means and covariances (:func:`impasto.gatys.losses.blend_gaussians`); else it is empty.
+    """
     config, net, device = network.config, network.net, network.device
     style_size = int(config.image_size * config.style_scale)
     blend = config.blend_weights(len(styles))
     with torch.no_grad(), _too_small_is_config_error(network.source.display, config):
         feats = net.features(content_in, network.content_layers)
         content_targets = {n: feats[n].detach() for n in network.content_layers}
+        w2 = config.style_loss == "w2"
         grams: dict[str, list[torch.Tensor]] = {n: [] for n in network.style_layers}
+        moments: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in network.style_layers}
         for style in styles:
             style01 = resize_like_neural_style(style, neural_style_size(style.size, style_size))
             feats = net.features(preprocess(style01, network.source.preprocessing).to(device), network.style_layers)
             for n in network.style_layers:
-                grams[n].append(L.gram_matrix(feats[n]))
+                if w2:
+                    moments[n].append(L.mean_cov(feats[n]))
+                else:
+                    grams[n].append(L.gram_matrix(feats[n]))
             del feats
+        if w2:
+            style_stats = {n: L.blend_gaussians(moments[n], blend) for n in network.style_layers}
+            return content_targets, {n: s.cov for n, s in style_stats.items()}, style_stats
         style_targets = {n: L.blend_grams(grams[n], blend) for n in network.style_layers}
-    return content_targets, style_targets
+    return content_targets, style_targets, {}
 
 
 def _layer_weights(
@@ -334,7 +354,7 @@ def _problem(
     size = neural_style_size(content.size, config.image_size)
     content01 = resize_like_neural_style(content, size)
     content_in = preprocess(content01, contract).to(device)
-    content_targets, style_targets = _targets(network, content_in, styles)
+    content_targets, style_targets, style_stats = _targets(network, content_in, styles)
     content_weights, style_weights = _layer_weights(config, content_targets, style_targets)
     init = _initial_image(config, content_in, init_image, size, contract, device)
     fast_net, fast_dtype = None, None
@@ -357,6 +377,7 @@ def _problem(
         order=network.order,
         fast_net=fast_net,
         fast_dtype=fast_dtype,
+        style_stats=style_stats,
     )
 
 
@@ -411,6 +432,8 @@ def _exact_path(problem: Problem, img: torch.Tensor) -> tuple[Any, torch.Tensor,
         return L.content_loss(f, problem.content_targets[n], problem.content_weights[n], ng).to(dev)
 
     def style(f: torch.Tensor, n: str) -> torch.Tensor:
+        if problem.style_stats:
+            return L.w2_style_loss(f, problem.style_stats[n], problem.style_weights[n], ng).to(dev)
         return L.style_loss(L.gram_matrix(f), problem.style_targets[n], problem.style_weights[n], ng).to(dev)
 
     return problem.net, img, content, style
@@ -427,6 +450,8 @@ def _fast_path(problem: Problem, img: torch.Tensor) -> tuple[Any, torch.Tensor, 
         return _fused(fastpath.ContentLoss, f, problem.content_targets[n], problem.content_weights[n], ng)
 
     def style(f: torch.Tensor, n: str) -> torch.Tensor:
+        if problem.style_stats:  # the W2 loss in fp32 from the bf16 activation (autograd casts the gradient back)
+            return L.w2_style_loss(f, problem.style_stats[n], problem.style_weights[n], ng)
         return _fused(fastpath.StyleLoss, f, problem.style_targets[n], problem.style_weights[n], ng)
 
     return problem.fast_net, x, content, style
@@ -496,6 +521,41 @@ class _Scale:
     info: dict[str, Any] = field(default_factory=dict)  # what runs where (PaintResult.info)
 
 
+class IterateAverage:
+    """The bias-corrected exponential moving average of a sequence of images (``average``).
+
+    After ``update(x_1) ... update(x_t)``: ``value() = sum_k (1 - d) d^(t-k) x_k / (1 - d^t)`` with ``d = decay``
+    (style-transfer-pytorch's EMA), so the first value is ``x_1`` and old images fade by ``d`` per step. ``biased``
+    (the uncorrected sum) and ``accum`` (``d^t``) are all its state: :meth:`state` / :meth:`load` round-trip it
+    exactly through a checkpoint.
+    """
+
+    def __init__(self, decay: float) -> None:
+        self.decay = float(decay)
+        self.accum = 1.0  # decay^t
+        self.biased: torch.Tensor | None = None
+
+    def update(self, x: torch.Tensor) -> None:
+        if self.biased is None:
+            self.biased = torch.zeros_like(x)
+        self.accum *= self.decay
+        self.biased.mul_(self.decay).add_(x, alpha=1 - self.decay)
+
+    def value(self) -> torch.Tensor:
+        if self.biased is None:
+            raise ValueError("IterateAverage has seen no image yet")
+        return self.biased / (1 - self.accum)
+
+    def state(self) -> dict[str, Any]:
+        biased = None if self.biased is None else self.biased.detach().cpu().clone()
+        return {"decay": self.decay, "accum": self.accum, "biased": biased}
+
+    def load(self, state: dict[str, Any], like: torch.Tensor) -> None:
+        self.decay, self.accum = float(state["decay"]), float(state["accum"])
+        biased = state["biased"]
+        self.biased = None if biased is None else biased.to(like.device, like.dtype).clone()
+
+
 @dataclass
 class _Loop:
     """The mutable state of one scale's loop (lives only inside :func:`_optimise`)."""
@@ -504,6 +564,13 @@ class _Loop:
     history: list[dict[str, float]] = field(default_factory=list)
     final_raw: torch.Tensor | None = None  # the image evaluated at the last step
     budget_spent: bool = False  # a line search wanted more evaluations than num_iterations allows
+    average: IterateAverage | None = None  # config.average: the moving average of the evaluated images
+
+    def shown(self, img: torch.Tensor) -> torch.Tensor:
+        """What this scale has made so far: the average (``average``) or ``img`` itself."""
+        if self.average is not None and self.average.biased is not None:
+            return self.average.value()
+        return img.detach()
 
 
 class _BudgetSpent(Exception):
@@ -542,6 +609,8 @@ def _restore(snapshot: dict[str, Any], loop: _Loop, img: torch.Tensor, optimizer
     optimizer.load_state_dict(snapshot["optimizer"])
     loop.step = int(snapshot["step"])
     loop.history = [dict(h) for h in snapshot["history"]]
+    if loop.average is not None:
+        loop.average.load(snapshot["average"], img)
     if loop.step >= iterations:
         loop.final_raw = snapshot["evaluated"].to(img.device)
 
@@ -561,6 +630,7 @@ def _snapshot(run: _Scale, loop: _Loop, img: torch.Tensor, optimizer: torch.opti
         # A deep copy: state_dict() shares the live tensors L-BFGS keeps updating in place.
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "history": [dict(h) for h in loop.history],
+        **({"average": loop.average.state()} if loop.average is not None else {}),
     }
 
 
@@ -578,7 +648,7 @@ def _closure(
 
     def closure() -> torch.Tensor:
         if cancel is not None and cancel.cancelled:
-            partial = _to_image(img.detach(), problem, config) if run.taken else None
+            partial = _to_image(loop.shown(img), problem, config) if run.taken else None
             raise Cancelled("cancelled", partial=partial)
         if loop.step >= iterations:
             raise _BudgetSpent
@@ -587,6 +657,8 @@ def _closure(
         optimizer.zero_grad()
         loss, record = evaluate(exact if loop.step <= exact_steps else problem, img)
         loss.backward()
+        if loop.average is not None:
+            loop.average.update(img.detach())
         loop.history.append(record)
         if loop.step == iterations:
             loop.final_raw = img.detach().clone()
@@ -596,7 +668,7 @@ def _closure(
             info.update(scale=max(problem.content01.shape[-2:]), scale_index=run.index)
         emit(callback, Progress(t, total_steps, record, clock(), info=info))
         if t in run.preview_at:
-            picture = _to_image(img.detach(), problem, config)[0]  # (3, H, W) in [0, 1]
+            picture = _to_image(loop.shown(img), problem, config)[0]  # (3, H, W) in [0, 1]
             emit(callback, Preview(t, tensor_to_pil(picture), raw=picture))
         return loss
 
@@ -646,12 +718,15 @@ def _optimise(
     run = scale or _Scale(total=config.num_iterations, preview_at=frozenset(save_steps(config)))
     img = problem.init.detach().clone().requires_grad_(True)
     optimizer = _make_optimizer(config, img, stepwise=run.checkpointer is not None)
-    loop = _Loop(history=list(run.history))
+    loop = _Loop(history=list(run.history), average=IterateAverage(config.average_decay) if config.average else None)
     if run.resume is not None:
         _restore(run.resume, loop, img, optimizer, config.num_iterations)
     closure = _closure(problem, img, optimizer, loop, run, callback, cancel, clock)
     _run_steps(config, run, loop, img, optimizer, closure)
-    raw = (loop.final_raw if loop.final_raw is not None else img.detach()).cpu()
+    if loop.average is not None and loop.average.biased is not None:
+        raw = loop.average.value().cpu()  # the average of this scale's iterates is its result
+    else:
+        raw = (loop.final_raw if loop.final_raw is not None else img.detach()).cpu()
     return PaintResult(
         image=_to_image(raw, problem, config),
         raw=raw,
