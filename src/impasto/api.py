@@ -1273,10 +1273,10 @@ def train_resume_point(checkpoint: CheckpointInput, kind: str) -> int | None:
 def save_trained(result: TrainResult, path: str | os.PathLike[str]) -> Path:
     """Write a trained module as the reference does (``torch.save`` of its state dict, the reference's keys),
     atomically; it loads into the reference and through ``impasto models import linear.<layer> PATH``."""
-    from .fast.train import write_state
     from .media import atomic_write
+    from .snapshots import save_state
 
-    return atomic_write(path, lambda tmp: write_state(dict(result.state_dict), tmp))
+    return atomic_write(path, lambda tmp: save_state(dict(result.state_dict), tmp))
 
 
 # --- BigGAN (impasto.gan) ----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from PIL import Image
@@ -65,6 +65,7 @@ from ..imaging import load_image, pil_to_tensor
 from ..media import make_grid, tensor_to_pil
 from ..modelcache import ModelCache
 from ..nets.linear import LAYERS, SPN, Decoder, Encoder, Transform, encoder_taps
+from ..snapshots import Checkpointer, MemoryCheckpointer, read_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ __all__ = [
     "frozen_file",
     "train_linear",
     "train_spn",
-    "write_state",
 ]
 
 CHECKPOINT_FORMAT = "impasto-train-1"
@@ -201,35 +201,6 @@ def _settings(cfg: TrainLinearConfig | TrainSPNConfig) -> dict[str, Any]:
 # --- checkpoints --------------------------------------------------------------------------------------------
 
 
-class Checkpointer(Protocol):
-    """Where snapshots go: ``save(state)`` replaces the previous one; ``load()`` returns it or None."""
-
-    def save(self, state: dict[str, Any]) -> None: ...
-
-    def load(self) -> dict[str, Any] | None: ...
-
-
-class MemoryCheckpointer:
-    """Keeps the latest snapshot in memory (tests; callers with their own storage)."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, Any] | None = None
-        self.saves = 0
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.saves += 1
-
-    def load(self) -> dict[str, Any] | None:
-        return self.state
-
-
-def write_state(state: dict[str, Any], tmp: Path) -> None:
-    """``torch.save(state)`` into the (temporary) file ``tmp``, for :func:`impasto.media.atomic_write`."""
-    with open(tmp, "wb") as fh:  # a file object: a full disk then raises OSError with its errno
-        torch.save(state, fh)
-
-
 class FileCheckpointer:
     """Snapshots in one file at ``path``, replaced atomically (:func:`impasto.media.atomic_write`); read back
     with ``torch.load(weights_only=True)``. A full or read-only disk raises (the caller decides what to do)."""
@@ -240,18 +211,10 @@ class FileCheckpointer:
     def save(self, state: dict[str, Any]) -> None:
         from ..media import atomic_write
 
-        atomic_write(self.path, lambda tmp: write_state(state, tmp))
+        atomic_write(self.path, lambda tmp: save_state(state, tmp))
 
     def load(self) -> dict[str, Any] | None:
-        if not self.path.exists():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-            raise ConfigError(f"cannot read checkpoint {self.path}: {exc.__class__.__name__}") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"{self.path} is not an impasto training checkpoint")
-        return state
+        return read_state(self.path, CHECKPOINT_FORMAT, "training")
 
 
 def checkpoint_step(checkpointer: Checkpointer, kind: str) -> int | None:

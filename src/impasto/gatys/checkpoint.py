@@ -22,12 +22,12 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from ..snapshots import Checkpointer, MemoryCheckpointer, read_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,6 @@ _FREE = {
 _ADDED_DEFAULTS: dict[str, Any] = {"style_loss": "gram", "average": False, "average_decay": 0.99}
 
 
-class Checkpointer(Protocol):
-    """Where snapshots go: ``save(state)`` replaces the previous one; ``load()`` returns it or None."""
-
-    def save(self, state: dict[str, Any]) -> None: ...
-
-    def load(self) -> dict[str, Any] | None: ...
-
-
-def _save(state: dict[str, Any], tmp: Path) -> None:
-    # Through a file object: torch.save to a path reports a full disk as a RuntimeError without an errno.
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-
-
 class FileCheckpointer:
     """Snapshots in one file at ``path``, replaced atomically (temporary file + ``os.replace``)."""
 
@@ -74,7 +60,7 @@ class FileCheckpointer:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, lambda tmp: _save(state, tmp))
+            atomic_write(self.path, lambda tmp: save_state(state, tmp))
         except OSError as exc:
             if not is_unwritable(exc):
                 raise
@@ -85,31 +71,10 @@ class FileCheckpointer:
         log.debug("checkpoint written to %s (step %s)", self.path, state.get("step"))
 
     def load(self) -> dict[str, Any] | None:
-        if not self.path.exists():
+        state = read_state(self.path, FORMAT, "paint")
+        if state is None:
             log.info("no checkpoint at %s: starting from the beginning", self.path)
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-            raise ConfigError(f"cannot read checkpoint {self.path}: {exc.__class__.__name__}: {exc}") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ConfigError(f"{self.path} is not an impasto paint checkpoint (format {FORMAT})")
         return state
-
-
-class MemoryCheckpointer:
-    """Keeps the latest snapshot in memory (tests; callers with their own storage)."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, Any] | None = None
-        self.saves = 0
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.saves += 1
-
-    def load(self) -> dict[str, Any] | None:
-        return self.state
 
 
 def settings(config: Any) -> dict[str, Any]:
