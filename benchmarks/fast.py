@@ -219,9 +219,9 @@ def _write_linear_weights(folder: Path, seed: int = 0) -> dict[str, dict[str, Pa
 
 def _reference_modules(root: Path) -> dict[str, Any]:
     """The reference's classes; torchvision (imported by its libs only for image utilities) stubbed if absent."""
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:  # impasto itself never uses torchvision
         tv = types.ModuleType("torchvision")
         for sub in ("utils", "transforms", "models"):
             mod = types.ModuleType(f"torchvision.{sub}")
