@@ -150,6 +150,9 @@ def test_linear_method_renders_video_with_random_weights(tmp_path: Path, clip: P
     result = api.video(clip, tmp_path / "lin.mp4", styles=[style], method="linear", size=32, stabilize=True)
     assert result.info["model"] == "linear.r41" and result.frames == 12 and result.fps == Fraction(25, 2)
     assert probe_video(tmp_path / "lin.mp4").frames == 12
+    # with linear installed, an explicit magenta run must stay Magenta (it used to run linear r41)
+    magenta = api.video(clip, tmp_path / "mag.mp4", styles=[style], method="magenta", size=32)
+    assert "magenta" in magenta.info["model"] and "linear" not in magenta.info["model"]
 
 
 # --- Ctrl-C, kill -9, --resume through the real CLI ----------------------------------------------------------------

@@ -336,7 +336,7 @@ def _video_renderer(
         raise ConfigError(f"unknown method {method!r}; use magenta or linear")
     stylizer, model, renderer = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=None, strength=strength,
-        preserve_color=preserve_color, device=device, models=models,
+        preserve_color=preserve_color, device=device, models=models, method="magenta",
     )  # fmt: skip
 
     def make_magenta() -> Renderer:
