@@ -98,6 +98,11 @@ _EXTRAS = {
     "style_loss",
     "average",
     "average_decay",
+    "save_all_scales",
+    "max_memory",
+    "tile_size",
+    "network_checkpointing",
+    "lbfgs_history_dtype",
 }
 
 

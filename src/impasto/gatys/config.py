@@ -16,12 +16,31 @@ from typing import Any
 from ..errors import ConfigError
 
 __all__ = [
-    "BACKENDS", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "STYLE_LOSSES", "PaintConfig", "auto_scales", "parse_list",
+    "BACKENDS", "CHECKPOINTING", "HISTORY_DTYPES", "LINE_SEARCHES", "NEURAL_STYLE_DEFAULTS", "STYLE_LOSSES",
+    "PaintConfig", "auto_scales", "parse_list", "parse_memory",
 ]  # fmt: skip
 
 STYLE_LOSSES = ("gram", "w2")
 BACKENDS = ("nn", "cudnn", "mkl", "mkldnn", "openmp", "mkl,cudnn", "cudnn,mkl")
 LINE_SEARCHES = ("none", "strong_wolfe")
+CHECKPOINTING = ("auto", "on", "off")
+HISTORY_DTYPES = ("auto", "float32", "bfloat16")
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_memory(text: str | int) -> int:
+    """``"8G"``, ``"512M"``, ``"1.5GB"``, ``"2GiB"`` or a byte count -> bytes; else ConfigError naming the value."""
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = raw[-1:] if raw[-1:] in _UNITS and raw[-1:] else ""
+    number = raw[: len(raw) - len(unit)].strip()
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"max_memory must be a size like 8G, 512M or 1.5GB, not {text!r}")
+    return int(value)
+
 
 # neural-style-pt's values for the fields whose default is "the network's": a feature network may recommend others
 # (FeatureSource.recommended; the MobileNetV2 takes its values from impasto.nets.magenta.PAINT_DEFAULTS).
@@ -143,6 +162,16 @@ class PaintConfig:
     )
     average: bool = _f(False, "the result of each scale is an exponential moving average of its iterates")
     average_decay: float = _f(0.99, "decay of the moving average (average): closer to 1 averages more steps")
+    save_all_scales: bool = _f(False, "with scales, save intermediate images at every scale (default: the last only)")
+    # --- print size: the memory plan (gatys.memory) and the exact tiled loss pass (gatys.tiled) -----------------
+    max_memory: str | None = _f(None, "cap on the run's peak memory, e.g. 8G or 512M (default: what the device has)")
+    tile_size: int = _f(0, "tile side in pixels for the exact tiled loss pass (0: the memory plan chooses, -1: never)")
+    network_checkpointing: str = _f(
+        "auto", "gradient checkpointing through the network: auto (when the memory plan needs it), on or off"
+    )
+    lbfgs_history_dtype: str = _f(
+        "auto", "storage of the L-BFGS history: float32, bfloat16, or auto (the memory plan chooses)"
+    )
 
     def __post_init__(self) -> None:
         # Accept neural-style-pt spellings: "0,1" strings for lists, 0/1 for original_colors, ints for gpu.
@@ -213,6 +242,20 @@ class PaintConfig:
             f"average_decay must be between 0 and 1 (exclusive), not {self.average_decay}",
         )
         need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, not {self.checkpoint_every}")
+        need(
+            isinstance(self.tile_size, int) and (self.tile_size in (0, -1) or self.tile_size >= 64),
+            f"tile_size must be 0 (auto), -1 (never tile) or at least 64 pixels, not {self.tile_size}",
+        )
+        need(
+            self.network_checkpointing in CHECKPOINTING,
+            f"network_checkpointing must be one of {', '.join(CHECKPOINTING)}, not {self.network_checkpointing!r}",
+        )
+        need(
+            self.lbfgs_history_dtype in HISTORY_DTYPES,
+            f"lbfgs_history_dtype must be one of {', '.join(HISTORY_DTYPES)}, not {self.lbfgs_history_dtype!r}",
+        )
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)  # raises ConfigError naming the value
         if self.style_blend_weights is not None:
             bad = [w for w in self.style_blend_weights if not (math.isfinite(w) and w >= 0)]
             need(not bad, f"style_blend_weights must be numbers >= 0, got {bad[0] if bad else ''}")
