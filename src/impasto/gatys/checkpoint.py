@@ -39,11 +39,15 @@ FORMAT = 1
 _FREE = {
     "print_iter", "save_iter", "checkpoint_every", "checkpoint_path", "resume", "gpu", "backend",
     "cudnn_autotune", "multidevice_strategy", "disable_check",
+    # how the memory is spent, not what is painted: the tiled pass and checkpointing are exact
+    "max_memory", "tile_size", "network_checkpointing", "save_all_scales",
 }  # fmt: skip
 
 # Options added after checkpoints were first written: left out of the settings (and so of the fingerprint) while at
 # these defaults, so a checkpoint made before they existed still resumes. average_decay counts only with average.
-_ADDED_DEFAULTS: dict[str, Any] = {"style_loss": "gram", "average": False, "average_decay": 0.99}
+_ADDED_DEFAULTS: dict[str, Any] = {
+    "style_loss": "gram", "average": False, "average_decay": 0.99, "lbfgs_history_dtype": "auto",
+}  # fmt: skip
 
 
 class FileCheckpointer:
