@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -205,10 +206,61 @@ class LinearStylizer:
         return out
 
     def stylize(self, content: Image.Image, style: LinearStyle, opts: StylizeOptions) -> Image.Image:
-        """One PIL image (resized to ``opts.size`` when set) -> the stylised RGB PIL image."""
+        """One PIL image (resized to ``opts.size`` when set) -> the stylised RGB PIL image.
+
+        Any size in bounded memory: painted at ``opts.working_size`` and upsampled guided by the photo, or natively
+        (``working_size=None``) -- tile by tile above :data:`~impasto.fast.tiling.TILE_ABOVE` pixels, with the
+        content mean and covariance of the whole image (two encoder passes for the statistics, one to render).
+        """
+        from .tiling import guided_upsample, needs_tiles, photo_fetch, working_shape
+
         opts.validate()
         img = resize(content, fit_size(content.size, opts.size))
-        return tensor_to_pil(self.render(pil_to_tensor(img), style, opts))
+
+        def finish(out: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+            out = out.clamp(0, 1)
+            return transfer_luminance(out, photo.to(out.device)) if opts.preserve_color else out
+
+        plain = StylizeOptions(strength=opts.strength)  # colour preservation happens at the output size
+        work = working_shape(img.size, opts.working_size)
+        if work is None and not needs_tiles(img.size):
+            return tensor_to_pil(self.render(pil_to_tensor(img), style, opts))
+        if work is None:
+            log.info("painting %dx%d natively in %d-px tiles", *img.size, opts.tile)
+            return self._tiled(img, style, opts.strength, finish, opts.tile)
+        small = resize(img, work)
+        if needs_tiles(work):
+            low = pil_to_tensor(self._tiled(small, style, opts.strength, None, opts.tile))
+        else:
+            low = self.render(pil_to_tensor(small), style, plain)
+        log.info("painted at %dx%d; guided upsampling to %dx%d", *work, *img.size)
+        fetch = photo_fetch(np.asarray(img.convert("RGB")))
+        out = guided_upsample(low.cpu(), pil_to_tensor(small), (img.height, img.width), fetch, finish=finish)
+        return Image.fromarray(out)
+
+    @torch.inference_mode()
+    def _tiled(
+        self, img: Image.Image, style: LinearStyle, strength: float,
+        finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, tile: int,
+    ) -> Image.Image:  # fmt: skip
+        """The exact tiled render (whole-image content statistics) -> an RGB PIL image."""
+        from .tiling import linear_ops, photo_fetch, run_tiled, writer
+
+        if style.layer != self.layer:
+            raise ConfigError(f"this style was prepared for {style.layer}, not {self.layer}")
+        photo = np.asarray(img.convert("RGB"))
+        h, w = photo.shape[:2]
+        m = _MULTIPLE[self.layer]
+        ph, pw = max(-h % m, 2 * m - h), max(-w % m, 2 * m - w)
+        mode = "reflect" if ph < h and pw < w else "replicate"  # as _pad_to
+        enc, _, trans = self.networks()
+        dec, dtype = self._net("decoder")
+        matrix, mean = style.matrix.to(self.device), style.mean.to(self.device)
+        ops = linear_ops(enc, trans, dec, dtype, matrix, mean, strength, (ph, pw, mode), (h, w))
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        fetch = photo_fetch(photo, self.device)
+        run_tiled(ops, (h, w), fetch, writer(out, fetch, finish), tile=tile)
+        return Image.fromarray(out)
 
 
 # -- which method, and whether its weights are there -------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -23,6 +24,7 @@ from ..events import CancelToken
 from ..imaging import pil_to_tensor, resize, transfer_luminance
 from ..media import tensor_to_pil
 from ..modelcache import ModelCache
+from .tiling import DEFAULT_TILE
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +32,40 @@ NUM_PRESETS = 26
 STYLE_SIZE = 256  # the style predictor was trained on 256x256 style images
 
 
+MIN_WORKING_SIZE = 64  # below this the networks' 9x9 convs and 1/4-resolution trunk have nothing to paint
+
+
 @dataclass(frozen=True)
 class StylizeOptions:
-    """What to do to each content image. ``size``: longest side of the output in px (None: keep the input's)."""
+    """What to do to each content image. ``size``: longest side of the output in px (None: keep the input's).
+
+    ``working_size``: the stroke-size control, the longest side in px the network paints at (``api.stylize`` and
+    the CLI default to :data:`~impasto.fast.tiling.DEFAULT_WORKING_SIZE`). A larger output is painted at this size
+    and upsampled guided by the full-size photo (:func:`~impasto.fast.tiling.guided_upsample`), so the strokes keep
+    their look at any output size (smaller: bigger strokes). None (this class's default, so video frames and other
+    internal callers stay as they were): paint at the output size itself ("native": the network's own stroke size,
+    pin-sized on a large photo), tile by tile and exactly when the image is large. ``tile``: the
+    tile side in px for those runs. Both apply to PIL images (``with_vector``/``with_preset``/``stylize``), not to
+    the tensor methods (video frames are used as given).
+    """
 
     size: int | None = None
     strength: float = 1.0
     preserve_color: bool = False
+    working_size: int | None = None
+    tile: int = DEFAULT_TILE
 
     def validate(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"strength must be between 0 and 1, got {self.strength}")
         if self.size is not None and self.size < 16:
             raise ConfigError(f"size must be at least 16 px, got {self.size}")
+        if self.working_size is not None and self.working_size < MIN_WORKING_SIZE:
+            raise ConfigError(
+                f"working size must be at least {MIN_WORKING_SIZE} px (or native), got {self.working_size}"
+            )
+        if self.tile < 64:
+            raise ConfigError(f"tile must be at least 64 px, got {self.tile}")
 
 
 def parse_presets(spec: str) -> torch.Tensor:
@@ -231,16 +254,68 @@ class MagentaStylizer:
         return self._finish(out, photo, opts, mix=True)
 
     def with_vector(self, content: Image.Image, vector: torch.Tensor, opts: StylizeOptions) -> Image.Image:
-        """Render ``content`` with a (1, 100) style vector; strength moves it toward the photo's own vector."""
+        """Render ``content`` with a (1, 100) style vector; strength moves it toward the photo's own vector.
+
+        Any size in bounded memory: see ``opts.working_size`` and ``opts.tile`` (:class:`StylizeOptions`).
+        """
         opts.validate()
         img = self._prepare(content, opts)
-        return tensor_to_pil(self.render_vector(pil_to_tensor(img), vector, opts))
+        vec = vector.to(self.device).reshape(1, -1)
+        if opts.strength < 1.0:  # the photo's own vector, from its centre square at 256 px as for a style image
+            vec = opts.strength * vec + (1.0 - opts.strength) * self.style_vector(img)
+        return self._any_size(img, "transformer", vec, opts, mix=False)
 
     def with_preset(self, content: Image.Image, weights: torch.Tensor, opts: StylizeOptions) -> Image.Image:
-        """Render ``content`` with a (26,) blend of the built-in styles; strength mixes with the photo."""
+        """Render ``content`` with a (26,) blend of the built-in styles; strength mixes with the photo (at the
+        output size). Any size in bounded memory, as :meth:`with_vector`."""
         opts.validate()
         img = self._prepare(content, opts)
-        return tensor_to_pil(self.render_preset(pil_to_tensor(img), weights, opts))
+        return self._any_size(img, "multistyle", weights.to(self.device), opts, mix=True)
+
+    @torch.inference_mode()
+    def _any_size(
+        self, img: Image.Image, which: str, cond: torch.Tensor, opts: StylizeOptions, mix: bool
+    ) -> Image.Image:
+        """Paint ``img`` (already at the output size) at the working size, or natively (tiled when large)."""
+        from .tiling import guided_upsample, needs_tiles, photo_fetch, working_shape
+
+        def finish(out: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+            return self._finish(out, photo.to(out.device), opts, mix)
+
+        work = working_shape(img.size, opts.working_size)
+        if work is None and not needs_tiles(img.size):
+            photo = pil_to_tensor(img).to(self.device)
+            return tensor_to_pil(finish(self._run(which, photo, cond), photo))
+        if work is None:
+            log.info("painting %dx%d natively in %d-px tiles", *img.size, opts.tile)
+            return self._tiled(img, which, cond, finish, opts.tile)
+        small = resize(img, work)
+        if needs_tiles(work):
+            low = pil_to_tensor(self._tiled(small, which, cond, None, opts.tile))
+        else:
+            low = self._run(which, pil_to_tensor(small).to(self.device), cond).clamp(0, 1)
+        log.info("painted at %dx%d; guided upsampling to %dx%d", *work, *img.size)
+        fetch = photo_fetch(np.asarray(img.convert("RGB")))
+        out = guided_upsample(low.cpu(), pil_to_tensor(small), (img.height, img.width), fetch, finish=finish)
+        return Image.fromarray(out)
+
+    def _tiled(
+        self, img: Image.Image, which: str, cond: torch.Tensor,
+        finish: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, tile: int,
+    ) -> Image.Image:  # fmt: skip
+        """The exact tiled forward (whole-image instance-norm statistics) -> an RGB PIL image."""
+        from ..devices import autocast
+        from .tiling import magenta_ops, multistyle_ops, photo_fetch, run_tiled, writer
+
+        photo = np.asarray(img.convert("RGB"))
+        size = photo.shape[:2]
+        net = self.network(which)
+        ops = (magenta_ops if which == "transformer" else multistyle_ops)(net, cond, size)
+        out = np.empty((*size, 3), dtype=np.uint8)
+        fetch = photo_fetch(photo, self.device)
+        with autocast(self.device, enabled=self.fast and BF16_OK[which]):
+            run_tiled(ops, size, fetch, writer(out, fetch, finish), tile=tile)
+        return Image.fromarray(out)
 
 
 def contact_sheet(
