@@ -147,3 +147,53 @@ def cancel_on_sigint(what: str = "this step") -> Iterator[CancelToken]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _worker_count(text: str) -> int:
+    """``--workers`` value: a positive number, or ``auto``/``0`` (one per device, or per two CPU cores) -> 0."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (0 or 'auto' = automatic), got {text!r}")
+    return n
+
+
+def add_worker_options(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` and ``--ray [ADDRESS]``: spread the job's independent pieces over worker processes.
+
+    Neither given: the job runs in this process as before. Read them back with :func:`open_executor_from_args`.
+    """
+    g = p.add_argument_group("workers")
+    g.add_argument(
+        "--workers", type=_worker_count, default=None, metavar="N",
+        help="spread the job over N worker processes, each keeping its own copy of the model ('auto' or 0: one "
+        "per device, or one per two CPU cores). Default: this process only; with --ray: as many as the cluster "
+        "has devices (or CPU pairs)",
+    )  # fmt: skip
+    g.add_argument(
+        "--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+        help="run the workers on a Ray cluster (pip install 'impasto[ray]'): no ADDRESS or 'auto' = the cluster "
+        "this machine belongs to (RAY_ADDRESS or 'ray start'); 'HOST:PORT' or 'ray://HOST:10001' = that cluster; "
+        "'local' = a Ray started on this machine for this job. Inputs, models and the output folder must be at "
+        "paths every node can read and write (a shared folder such as NFS)",
+    )  # fmt: skip
+
+
+def open_executor_from_args(args: argparse.Namespace) -> Any:
+    """The executor ``--workers``/``--ray`` (and ``--device``) ask for: an :class:`impasto.workers.Executor`.
+
+    Use it as a context manager. Neither option given: the in-process executor (``workers == 1``: one task after
+    another, no subprocess) -- a command may then keep its plain single-process path. Raises ConfigError (one
+    line) for ``--ray`` without Ray installed or with a cluster that cannot be reached.
+    """
+    from .. import api
+
+    workers = getattr(args, "workers", None)
+    ray = getattr(args, "ray", None)
+    if workers is None and ray is None:
+        workers = 1
+    return api.open_executor(workers or None, ray, device=getattr(args, "device", "auto"))

@@ -28,12 +28,20 @@ from ..media import (
     atomic_write,
     check_output_path,
     check_writable,
+    make_grid,
     save_image,
     save_or_fallback,
     slug,
     stray_parts,
 )
-from .common import ProgressBar, add_device, add_overwrite, cancel_on_sigint
+from .common import (
+    ProgressBar,
+    add_device,
+    add_overwrite,
+    add_worker_options,
+    cancel_on_sigint,
+    open_executor_from_args,
+)
 
 META_KEY = "impasto"  # PNG text chunk of a per-sample file: what made it, checked by --resume
 
@@ -78,6 +86,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="with --each: keep the samples already in DIR (same seed), make the missing ones")  # fmt: skip
     add_model_options(p)
+    add_worker_options(p)  # --each: batches of samples spread over worker processes or a Ray cluster
 
 
 def sample_name(index: int, seed: int, j: int) -> str:
@@ -201,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
     if grid is not None and grid in names.values():
         raise ConfigError(f"-o {grid} is also the name of a sample in --each; choose another grid name")
 
+    if args.workers is not None or args.ray is not None:
+        if each is None:
+            raise ConfigError("--workers/--ray: every worker writes its samples to --each DIR; give --each DIR")
+        return _run_on_workers(args, indices, names, done, seed, source, grid, each)
+
     # 2. The work: each sample is written as soon as its batch is done.
     bar = ProgressBar(args.quiet, unit="batch", desc="generate")
     written: list[Path] = []
@@ -244,5 +258,62 @@ def run(args: argparse.Namespace) -> int:
     if grid is not None:
         print(save_grid(result.grid(fill=done), grid))
     for path in written:
+        print(path)
+    return 0
+
+
+def _run_on_workers(
+    args: argparse.Namespace, indices: list[int], names: dict[int, Path], done: dict[int, Image.Image], seed: int,
+    source: str, grid: Path | None, each: Path,
+) -> int:  # fmt: skip
+    """``--workers``/``--ray``: one task per batch of ``--batch-size`` samples, each written to --each by its worker.
+
+    The batches are those of the single-process run (so the pictures are the same bit for bit); the grid is made
+    at the end from the files. Ctrl-C stops every worker: the finished samples stay (and go into the grid), exit
+    130; a worker that dies has its batch redone by a fresh one.
+    """
+    todo = {row: path for row, path in names.items() if row not in done}
+    meta = {"seed": seed, "truncation": args.truncation, "model": source}
+    tasks = api.generate_tasks(
+        indices, todo, samples=args.samples, seed=seed, truncation=args.truncation, model=source, device=args.device,
+        precision=args.precision, bn_stats=args.bn_stats, batch_size=args.batch_size, meta=meta,
+    )  # fmt: skip
+    announce(args, seed, len(done), len(names), each)
+    each.mkdir(exist_ok=True)
+    bar = ProgressBar(args.quiet, unit="batch", desc="generate", total=len(tasks))
+    written: list[Path] = []
+
+    def the_grid() -> None:
+        pictures = {**done}
+        rows = {str(path): row for row, path in todo.items()}
+        for path in written:
+            with Image.open(path) as im:
+                pictures[rows[str(path)]] = im.convert("RGB")
+        if grid is not None and pictures:
+            print(save_grid(make_grid([pictures[r] for r in sorted(pictures)], args.samples, 2), grid))
+
+    try:
+        with cancel_on_sigint("this batch") as token, open_executor_from_args(args) as executor:
+            if not args.quiet:
+                bar.write(f"impasto generate: {len(tasks)} batches on {executor.description}")
+            for result in executor.run(tasks, callback=bar, cancel=token):
+                written.extend(Path(p) for p in result.value)
+    except Cancelled:
+        bar.close()
+        for part in stray_parts(each):  # what the stopped workers were writing
+            if any(part.name.startswith(f".{path.name}.") for path in todo.values()):
+                part.unlink(missing_ok=True)
+        print(f"impasto: stopped: {len(written) + len(done)} of {len(names)} samples made", file=sys.stderr)
+        try:
+            the_grid()
+        except SavedElsewhere as moved:
+            print(f"impasto: {moved}", file=sys.stderr)
+        for path in sorted(written):
+            print(path)
+        raise
+    finally:
+        bar.close()
+    the_grid()
+    for path in sorted(written):
         print(path)
     return 0

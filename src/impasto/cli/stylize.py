@@ -25,7 +25,16 @@ from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError, ImageError
 from ..imaging import expand_inputs, load_image
 from ..media import SavedElsewhere, save_image, save_or_fallback, stray_parts
-from .common import ProgressBar, add_device, add_overwrite, cancel_on_sigint, float_list, plan_outputs
+from .common import (
+    ProgressBar,
+    add_device,
+    add_overwrite,
+    add_worker_options,
+    cancel_on_sigint,
+    float_list,
+    open_executor_from_args,
+    plan_outputs,
+)
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -50,6 +59,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", metavar="DIR", help="folder for outputs named CONTENT_stylized.png (created if new)")
     p.add_argument("--size", type=int, metavar="PX", help="longest side of the output (default: the input's)")
     p.add_argument(
+        "--working-size",
+        default=str(api.DEFAULT_WORKING_SIZE),
+        metavar="PX|native",
+        help="stroke size: the longest side the network paints at (default %(default)s); a larger output is "
+        "upsampled from it guided by the photo, so strokes keep their look at any size (smaller: bigger strokes); "
+        "'native' paints at the output size (fine, pin-sized strokes on big photos; tiled, any size)",
+    )
+    p.add_argument(
         "--strength",
         type=float,
         default=1.0,
@@ -70,6 +87,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     real.add_argument("--no-smooth", dest="smooth", action="store_false", help="skip the affine smoothing")
     add_device(p)
     add_overwrite(p)
+    add_worker_options(p)  # a folder's photos spread over worker processes or a Ray cluster
     p.add_argument(
         "--resume",
         action="store_true",
@@ -86,6 +104,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--strength must be between 0 and 1, got {args.strength}")
     if args.size is not None and args.size < 16:
         raise ConfigError(f"--size must be at least 16 px, got {args.size}")
+    _check_working_size(args)
     if not args.photoreal and (args.content_mask or args.style_mask or not args.smooth):
         raise ConfigError("--content-mask, --style-mask and --no-smooth go with --photoreal")
     if args.photoreal:
@@ -97,6 +116,17 @@ def _check_options(args: argparse.Namespace) -> None:
             raise ConfigError("--strength and --preserve-color do not apply to --photoreal")
         if (args.content_mask is None) != (args.style_mask is None):
             raise ConfigError("give both --content-mask and --style-mask, or neither")
+
+
+def _check_working_size(args: argparse.Namespace) -> None:
+    """``--working-size``: a number of px (at least 64) or ``native``; one line otherwise."""
+    given = args.working_size
+    try:
+        args.working_size = api.parse_working_size(given)
+    except ConfigError:
+        raise ConfigError(f"--working-size takes a number of px or 'native', got {given!r}") from None
+    if args.working_size is not None and args.working_size < 64:
+        raise ConfigError(f"--working-size must be at least 64 px (or 'native'), got {args.working_size}")
 
 
 class _Done(NamedTuple):
@@ -166,6 +196,8 @@ def _remove_empty(folders: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
     inputs = expand_inputs(args.content)
+    if args.photoreal and (args.workers is not None or args.ray is not None):
+        raise ConfigError("--photoreal runs in this process; drop --workers/--ray")
     if args.photoreal and args.content_mask and len(inputs) > 1:
         raise ConfigError("--content-mask describes one photo; give one content image with it")
     created = _new_folders(args.out_dir)
@@ -181,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
                 [src for src, _ in todo], styles=args.style or (), style_weights=args.style_weights,
                 preset=args.preset, size=args.size, strength=args.strength, preserve_color=args.preserve_color,
                 device=args.device, callback=bar, cancel=token, method=args.method, layer=args.layer,
+                working_size=args.working_size,
             )  # fmt: skip
         except BaseException:
             _remove_empty(created)  # a command refused before any work leaves no trace
@@ -189,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"impasto: all {len(planned)} outputs already exist; nothing to do", file=sys.stderr)
             return 0
+        if args.workers is not None or args.ray is not None:
+            return _run_on_workers(args, todo, planned, token)
         keep_freed_memory()  # this process is about to render images: reuse big blocks (see devices)
         return _write_each(todo, images, kept=len(planned) - len(todo), bar=bar)
 
@@ -220,3 +255,52 @@ def _write_each(todo: list[tuple[Path, Path]], images: Iterator[Any], kept: int,
     finally:
         bar.close()
     return 0
+
+
+def _run_on_workers(args: argparse.Namespace, todo: list[tuple[Path, Path]], planned: list, token: Any) -> int:
+    """``--workers``/``--ray``: one task per photo; each worker writes its outputs (atomically) itself.
+
+    One progress bar for the job; each output's path is printed as it is finished (in the order they finish).
+    Ctrl-C stops every worker at once: the finished outputs stay, the half-written temporaries are removed, one
+    line says how many were written, exit code 130 (``--resume`` makes the rest). A worker that dies has its
+    photo redone by a fresh worker.
+    """
+    # every option checked and the style images read before a worker starts
+    tasks = api.stylize_tasks(
+        todo, styles=args.style or (), style_weights=args.style_weights, preset=args.preset, size=args.size,
+        strength=args.strength, preserve_color=args.preserve_color, device=args.device, method=args.method,
+        layer=args.layer, working_size=args.working_size,
+    )  # fmt: skip
+    kept = len(planned) - len(todo)
+    bar = ProgressBar(args.quiet, unit="img", desc="stylize", total=len(tasks))
+    written = 0
+    try:
+        with open_executor_from_args(args) as executor:
+            if not args.quiet:
+                bar.write(f"impasto stylize: {len(tasks)} images on {executor.description}")
+            for result in executor.run(tasks, callback=bar, cancel=token):
+                print(result.key, file=sys.stdout, flush=True)
+                written += 1
+        _remove_parts([dest for _, dest in todo])  # a worker that died mid-write left its temporary behind
+    except Cancelled:
+        bar.close()
+        _remove_parts([dest for _, dest in todo])
+        already = f" ({kept} were already there)" if kept else ""
+        print(
+            f"impasto: stopped; {written} of {len(todo)} images written{already}; run again with --resume to make "
+            "the rest",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
+    return 0
+
+
+def _remove_parts(outputs: list[Path]) -> None:
+    """The ``.NAME.XXXX.part`` temporaries that stopped workers left for these outputs."""
+    names = {dest.name for dest in outputs}
+    for folder in {dest.parent for dest in outputs}:
+        for part in stray_parts(folder):
+            if part.name[1:].rsplit(".", 2)[0] in names:
+                part.unlink(missing_ok=True)
