@@ -4,17 +4,31 @@ IN and OUT are each a video file (mp4, mov, webm, gif; IN also mkv, avi, m4v) or
 sorted by name; an output folder gets ``frame_000001.png`` ...). The frame rate, the frame count and the audio track
 are kept. Frames are kept in ``OUT.frames/`` as they are made: Ctrl-C encodes those into a playable partial video
 (audio cut to match) and exits 130; after Ctrl-C or a kill, ``--resume`` renders only the missing frames.
+
+With ``--workers N`` or ``--ray [ADDRESS]`` the frames are split into chunks of ``--chunk-frames`` (default: about
+four per worker), one task each; the chunk files go to ``OUT.chunks/`` (on a Ray cluster: a folder every node can
+read and write) and are stitched in order at the end, frame rate and audio kept; ``--resume`` skips the finished
+chunks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from .. import api
 from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
-from .common import ProgressBar, add_device, add_overwrite, cancel_on_sigint, float_list
+from .common import (
+    ProgressBar,
+    add_device,
+    add_overwrite,
+    add_worker_options,
+    cancel_on_sigint,
+    float_list,
+    open_executor_from_args,
+)
 
 DEFAULT_ALPHA = 0.7  # impasto.fast.video.DEFAULT_ALPHA (not imported: the CLI sees only the api)
 
@@ -54,6 +68,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after Ctrl-C, a crash or a kill: reuse the frames in OUT.frames/ (same settings) and make the rest",
     )
+    p.add_argument(
+        "--chunk-frames", type=int, metavar="N",
+        help="with --workers/--ray: frames per task (default: about four chunks per worker, 8 to 240 frames)",
+    )  # fmt: skip
+    add_worker_options(p)
     add_device(p)
     add_overwrite(p)
 
@@ -71,6 +90,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--stabilize-alpha must be at least 0 and below 1, got {args.stabilize_alpha}")
     if args.fps is not None and not args.fps > 0:
         raise ConfigError(f"--fps must be above 0, got {args.fps}")
+    if args.chunk_frames is not None and args.workers is None and args.ray is None:
+        raise ConfigError("--chunk-frames needs --workers N or --ray")
+    if args.chunk_frames is not None and args.chunk_frames < 1:
+        raise ConfigError(f"--chunk-frames must be at least 1, got {args.chunk_frames}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,13 +101,16 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(args.quiet, unit="frame", desc="video", announce="video")
     keep_freed_memory()  # this process renders many same-size frames: reuse big blocks (see devices)
     try:
-        with cancel_on_sigint("this frame") as token:
+        with cancel_on_sigint("this frame") as token, contextlib.ExitStack() as stack:
+            executor = None
+            if args.workers is not None or args.ray is not None:
+                executor = stack.enter_context(open_executor_from_args(args))
             result = api.video(
                 args.input, args.output, styles=args.style or (), style_weights=args.style_weights,
                 preset=args.preset, method=args.method, layer=args.layer, size=args.size, strength=args.strength,
                 preserve_color=args.preserve_color, stabilize=args.stabilize, stabilize_alpha=args.stabilize_alpha,
                 fps=args.fps, resume=args.resume, overwrite=args.overwrite, keep_frames=args.keep_frames,
-                device=args.device, callback=bar, cancel=token,
+                device=args.device, callback=bar, cancel=token, executor=executor, chunk_frames=args.chunk_frames,
             )  # fmt: skip
     except Cancelled as exc:
         bar.close()
