@@ -9,10 +9,12 @@ Resize = PIL bilinear, ToTensor, Lambda, Normalize, ToPILImage), then::
 
 A full-size random VGG-19 (or ``--arch vgg16|nin``) in neural-style-pt's file format (``features.N`` +
 ``classifier.*``, named like the real file because neural-style-pt picks the architecture from the file name) is
-written once into ``--work``. Both programs run as subprocesses with the same flags and seed on the CPU
-(``-gpu c``), printing losses every step; the script compares the losses step by step, the final images, and the
-seconds per iteration: wall and process CPU time between the first and last printed iteration, divided by the
-steps between them (each stdout line is time-stamped inside the child; CPU time is steadier on a shared machine).
+written once into ``--work``. Both programs -- and a third run, impasto's fast path (``fast=True``: bf16
+channels_last network, impasto's L-BFGS; ``--no-fast`` skips it) -- run as subprocesses with the same flags and
+seed on the CPU (``-gpu c``), printing losses every step; the script compares the losses step by step, the final
+images, and the seconds per iteration: wall and process CPU time between the first and last printed iteration,
+divided by the steps between them (each stdout line is time-stamped inside the child; CPU time is steadier on a
+shared machine), and ``speedup_vs_nspt_*`` the ratios (per iteration, neural-style-pt's time over impasto's).
 """
 
 from __future__ import annotations
@@ -147,14 +149,47 @@ def run(target: list[str], cwd: Path, env: dict[str, str]) -> dict:
     return {"losses": losses, "wall": wall, "cpu": cpu, "seconds": time.perf_counter() - t0, "rc": rc}
 
 
-def per_iteration(times: dict[int, float]) -> float | None:
+# The fast path's first 10 L-BFGS steps are exact fp32 (impasto.gatys.optimize.FAST_LBFGS_EXACT_STEPS): its seconds
+# per iteration are timed after them when the run is long enough (--iters 13 or more).
+FAST_UNTIMED = 11
+
+
+def per_iteration(times: dict[int, float], skip: int = 0) -> float | None:
+    if len(times) - skip >= 2:
+        times = {t: v for t, v in times.items() if t > skip}
     if len(times) < 2:
         return None
     first, last = min(times), max(times)
     return (times[last] - times[first]) / (last - first)
 
 
+def fast_worker(flags: list[str]) -> int:
+    """Paint with the neural-style flags on impasto's fast path (``fast=True``), printing upstream's report lines.
+
+    Run under the stamper like the other two, so its seconds per iteration are read the same way.
+    """
+    from impasto.cli.neural_style import add_parser, config_from_args
+    from impasto.events import Progress
+    from impasto.gatys.optimize import paint
+    from impasto.imaging import load_image
+
+    ap = argparse.ArgumentParser()
+    add_parser(ap)
+    args = ap.parse_args(flags)
+    config = config_from_args(args).replace(fast=True)
+
+    def report(event: object) -> None:
+        if isinstance(event, Progress):
+            print(f"Iteration {event.step} / {event.total}")
+            print(f"  Total loss: {event.losses['total']}")
+
+    paint(load_image(args.content_image), [load_image(args.style_image)], config, callback=report)
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--fast-worker"]:
+        return fast_worker(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--nspt", required=True, help="folder with neural_style.py, CaffeLoader.py and torchvision stand-in"
@@ -167,6 +202,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both (0: leave as is)")
     ap.add_argument("--extra", default="", help="more neural-style flags for both, e.g. '-optimizer adam'")
     ap.add_argument("--json", default=None, help="write the report here too")
+    ap.add_argument("--no-fast", action="store_true", help="skip the third run, impasto's fast path (fast=True)")
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -193,6 +229,9 @@ def main() -> int:
     nspt_cmd = [str(Path(args.nspt) / "neural_style.py"), *flags, "-output_image", str(outs["neural-style-pt"])]
     impasto_cmd = ["impasto", "neural-style", *flags, "-output_image", str(outs["impasto"])]
     runs = {"neural-style-pt": run(nspt_cmd, Path(args.nspt), env), "impasto": run(impasto_cmd, repo, env)}
+    if not args.no_fast:  # the fast path on the same flags (its own loss values: bf16 network)
+        fast_flags = [f for f in flags if f not in ("-print_iter", "1")] + ["-print_iter", "0"]
+        runs["impasto-fast"] = run([str(Path(__file__).resolve()), "--fast-worker", *fast_flags], repo, env)
     a, b = runs["neural-style-pt"], runs["impasto"]
     report: dict = {"settings": vars(args), "rc": {k: v["rc"] for k, v in runs.items()}}
     if a["rc"] == 0 and b["rc"] == 0:
@@ -218,11 +257,25 @@ def main() -> int:
                 "image_max_abs_diff_levels": int(diff.max()),
                 "image_mean_abs_diff_levels": float(diff.mean()),
                 "image_pixels_differing": float((diff > 0).mean()),
-                "seconds_per_iteration_wall": {k: per_iteration(v["wall"]) for k, v in runs.items()},
-                "cpu_seconds_per_iteration": {k: per_iteration(v["cpu"]) for k, v in runs.items()},
+                "seconds_per_iteration_wall": {
+                    k: per_iteration(v["wall"], FAST_UNTIMED if k == "impasto-fast" else 0) for k, v in runs.items()
+                },
+                "cpu_seconds_per_iteration": {
+                    k: per_iteration(v["cpu"], FAST_UNTIMED if k == "impasto-fast" else 0) for k, v in runs.items()
+                },
                 "run_seconds": {k: v["seconds"] for k, v in runs.items()},
             }
         )
+        # How many times faster per iteration than neural-style-pt (> 1: faster), wall and process CPU time.
+        # With fewer than lbfgs_num_correction iterations the L-BFGS history is not full yet: run --iters 110 (or
+        # more) to include the cost of the two-loop over 100 pairs, which impasto's fast path replaces.
+        for key in ("seconds_per_iteration_wall", "cpu_seconds_per_iteration"):
+            per = report[key]
+            report[key.replace("seconds_per_iteration", "speedup_vs_nspt")] = {
+                k: (per["neural-style-pt"] / v if v and per["neural-style-pt"] else None)
+                for k, v in per.items()
+                if k != "neural-style-pt"
+            }
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -92,8 +92,10 @@ def test_auto_scales_and_plan() -> None:
     assert PaintConfig(image_size=256, scales="auto").scales == (128, 181, 256)
     cfg = PaintConfig(image_size=64, scales="32,64", scale_iterations="5,3", save_iter=2)
     assert scale_plan(cfg) == [(32, 5), (64, 3)]
-    assert save_steps(cfg) == [2, 4, 6]
-    assert scale_plan(PaintConfig(image_size=64, scales="32,64", num_iterations=4)) == [(32, 4), (64, 4)]
+    assert save_steps(cfg) == [6]  # the final scale's steps (6..8) only, the last excluded
+    assert save_steps(cfg.replace(save_all_scales=True)) == [2, 4, 6]
+    # num_iterations is one budget split over the scales (the coarse one takes more iterations)
+    assert scale_plan(PaintConfig(image_size=64, scales="32,64", num_iterations=4)) == [(32, 3), (64, 1)]
 
 
 @pytest.mark.parametrize(
