@@ -19,7 +19,7 @@ from typing import Any
 from .. import api
 from ..errors import Cancelled, ConfigError
 from ..media import check_writable, write_bytes, write_text
-from .common import ProgressBar, cancel_on_sigint
+from .common import ProgressBar, add_worker_options, cancel_on_sigint, open_executor_from_args
 
 LR_HELP = (
     "learning rate(s) in 0-255 pixel units, as in the original study (impasto converts them to the network's "
@@ -53,6 +53,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         help="continue a stopped or killed study in DIR: optimisers saved in DIR/records.json are not run again "
         "(the settings must be the same)",
     )
+    p.add_argument(
+        "--no-score", dest="score", action="store_false",
+        help="skip the quality scores of each optimiser's final image (in summary.json and index.html)",
+    )  # fmt: skip
+    add_worker_options(p)  # one task per optimiser
 
 
 def parse_lr(text: str) -> float | dict[str, float]:
@@ -132,7 +137,8 @@ def _stopped_line(result: Any, folder: Path) -> str:  # noqa: ANN401 - a StudyRe
 
 
 def _study_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {"model": args.model, "model_file": args.model_file, "seed": args.seed, "gpu": args.device}
+    return {"model": args.model, "model_file": args.model_file, "seed": args.seed, "gpu": args.device,
+            "score": args.score, "executor": getattr(args, "executor", None)}  # fmt: skip
 
 
 def _single(args: argparse.Namespace, out: Path, bar: ProgressBar, token: Any) -> int:  # noqa: ANN401
@@ -211,7 +217,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         folders = [out / e.folder for e in api.study_presets()[args.preset]]
         _check_output(out, folders, args.overwrite, args.resume, index=True)
-    with ProgressBar(args.quiet, unit="it", label_key="optimizer") as bar, cancel_on_sigint(STOPPING) as token:
-        if args.preset is None:
-            return _single(args, out, bar, token)
-        return _preset(args, out, bar, token)
+    if args.workers is None and args.ray is None:
+        args.executor = None
+        with ProgressBar(args.quiet, unit="it", label_key="optimizer") as bar, cancel_on_sigint(STOPPING) as token:
+            if args.preset is None:
+                return _single(args, out, bar, token)
+            return _preset(args, out, bar, token)
+    with open_executor_from_args(args) as executor:  # one task per optimiser: the bar counts optimisers
+        args.executor = executor
+        if not args.quiet:
+            print(f"impasto compare-optimizers: running on {executor.description}", file=sys.stderr)
+        with ProgressBar(args.quiet, unit="optimizer") as bar, cancel_on_sigint(STOPPING) as token:
+            if args.preset is None:
+                return _single(args, out, bar, token)
+            return _preset(args, out, bar, token)

@@ -46,7 +46,8 @@ class Record:
 
 @dataclass
 class Run:
-    """One optimiser's whole run. ``image`` is the final image, (1, 3, H, W) in [0, 1] (None when it never ran).
+    """One optimiser's whole run. ``image`` is the final image, (1, 3, H, W) in [0, 1] (None when it never ran);
+    ``scores`` its quality scores (``impasto.api.score``'s shape) once measured.
 
     ``status``: ``"finished"`` (all its iterations, or stopped early as diverged), ``"stopped"`` (cancelled part
     way: ``records`` hold the iterations it did) or ``"not run"``.
@@ -59,6 +60,8 @@ class Run:
     reason: str = ""
     image: Any = None
     status: str = FINISHED
+    # quality scores of the final image (impasto.study.scoring: {"content", "style", "network"}), None unmeasured
+    scores: dict[str, Any] | None = None
 
     @property
     def final_loss(self) -> float:

@@ -96,6 +96,7 @@ def summary(result: StudyResult) -> dict[str, Any]:
                 "diverged": r.diverged,
                 "reason": r.reason,
                 "relative_to_winner": _num(r.final_loss / finals[winner]) if winner and r.optimizer in finals else None,
+                "scores": _flat_scores(r.scores),
             }
             for r in result.runs
         },
@@ -104,6 +105,15 @@ def summary(result: StudyResult) -> dict[str, Any]:
 
 def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def _flat_scores(scores: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``{"ssim", "psnr", "gram", "w2", "color_swd"}`` of a run (infinite PSNR as "inf"), None when unmeasured."""
+    if scores is None:
+        return None
+    from .scoring import flat_scores, jsonable
+
+    return jsonable(flat_scores(scores))
 
 
 def summary_json(result: StudyResult) -> str:
@@ -218,54 +228,71 @@ def _png_b64(image: Any) -> str | None:  # noqa: ANN401 - a (1, 3, H, W) tensor 
 
 def records_json(result: StudyResult) -> str:
     """``records.json``: the study's fingerprint and every finished run (records and final image, PNG in base64)."""
-    runs = [
-        {
-            "optimizer": r.optimizer,
-            "lr": r.lr,
-            "diverged": r.diverged,
-            "reason": r.reason,
-            "records": [
-                [
-                    rec.iteration,
-                    _float(rec.total),
-                    {k: _float(v) for k, v in rec.terms.items()},
-                    rec.wall_s,
-                    rec.func_evals,
-                ]
-                for rec in r.records
-            ],  # fmt: skip
-            "image_png": _png_b64(r.image),
-        }
-        for r in result.finished()
-    ]
+    runs = [run_to_dict(r) for r in result.finished()]
     doc = {"format": RECORDS_FORMAT, "fingerprint": result.fingerprint, "network": result.network, "runs": runs}
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
-def parse_records(text: str, source: str = RECORDS_FILE) -> SavedRecords:
-    """The runs saved in a ``records.json`` text; ConfigError (one line, naming ``source``) if it is not one."""
+def run_to_dict(r: Run) -> dict[str, Any]:
+    """One run as plain JSON-ready data (records, final image as base64 PNG, scores): a records.json entry, and
+    what a worker sends back for one optimiser (:func:`run_from_dict` reverses it)."""
+    from .scoring import jsonable
+
+    return {
+        "optimizer": r.optimizer,
+        "lr": r.lr,
+        "diverged": r.diverged,
+        "reason": r.reason,
+        "records": [
+            [
+                rec.iteration,
+                _float(rec.total),
+                {k: _float(v) for k, v in rec.terms.items()},
+                rec.wall_s,
+                rec.func_evals,
+            ]
+            for rec in r.records
+        ],  # fmt: skip
+        "image_png": _png_b64(r.image),
+        "scores": None if r.scores is None else jsonable(r.scores),
+    }
+
+
+def run_from_dict(item: dict[str, Any]) -> Run:
+    """A finished Run from :func:`run_to_dict`'s data (KeyError/ValueError/TypeError when it is not one)."""
     from ..imaging import pil_to_tensor
 
+    name = str(item["optimizer"])
+    records = [
+        Record(name, int(it), float(total), {str(k): float(v) for k, v in terms.items()}, float(wall), int(evals))
+        for it, total, terms, wall, evals in item["records"]
+    ]
+    image = None
+    if item.get("image_png"):
+        with Image.open(io.BytesIO(base64.b64decode(item["image_png"]))) as im:
+            image = pil_to_tensor(im)
+    scores = item.get("scores")
+    if isinstance(scores, dict):  # "inf" back to a float
+        scores = {
+            k: ({n: float(v) for n, v in g.items()} if isinstance(g, dict) else g) for k, g in scores.items()
+        }  # fmt: skip
+    return Run(
+        optimizer=name, lr=float(item["lr"]), records=records, diverged=bool(item["diverged"]),
+        reason=str(item.get("reason", "")), image=image, status=FINISHED,
+        scores=scores if isinstance(scores, dict) else None,
+    )  # fmt: skip
+
+
+def parse_records(text: str, source: str = RECORDS_FILE) -> SavedRecords:
+    """The runs saved in a ``records.json`` text; ConfigError (one line, naming ``source``) if it is not one."""
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("format") != RECORDS_FORMAT:
             raise ValueError(f"format {doc.get('format') if isinstance(doc, dict) else None!r}")
         runs: dict[str, Run] = {}
         for item in doc["runs"]:
-            name = str(item["optimizer"])
-            records = [
-                Record(name, int(it), float(total), {str(k): float(v) for k, v in terms.items()}, float(wall),
-                       int(evals))
-                for it, total, terms, wall, evals in item["records"]
-            ]  # fmt: skip
-            image = None
-            if item.get("image_png"):
-                with Image.open(io.BytesIO(base64.b64decode(item["image_png"]))) as im:
-                    image = pil_to_tensor(im)
-            runs[name] = Run(
-                optimizer=name, lr=float(item["lr"]), records=records, diverged=bool(item["diverged"]),
-                reason=str(item.get("reason", "")), image=image, status=FINISHED,
-            )  # fmt: skip
+            run = run_from_dict(item)
+            runs[run.optimizer] = run
         fingerprint = doc["fingerprint"]
         if not isinstance(fingerprint, dict):
             raise ValueError("no fingerprint")
@@ -314,13 +341,16 @@ def index_html(experiments: list[tuple[str, str, dict[str, Any] | None]]) -> str
         )
         parts.append(
             "<table><tr><th>optimiser</th><th>lr</th><th>final loss</th><th>seconds</th><th>diverged</th>"
-            "<th>status</th></tr>"
+            "<th>status</th><th>SSIM</th><th>style W2</th><th>colour SWD</th></tr>"
         )
         for o in summ.get("optimizers", {}).values():
+            sc = o.get("scores") or {}
+            shown = [html.escape("" if sc.get(k) is None else f"{sc[k]:.4g}") for k in ("ssim", "w2", "color_swd")]
             parts.append(
                 f"<tr><td>{html.escape(o['label'])}</td><td>{o['lr']:g}</td><td>{o['final_loss']}</td>"
                 f"<td>{o['seconds']}</td><td>{'yes' if o['diverged'] else ''}</td>"
-                f"<td>{html.escape(o.get('status', FINISHED))}</td></tr>"
+                f"<td>{html.escape(o.get('status', FINISHED))}</td><td>{shown[0]}</td><td>{shown[1]}</td>"
+                f"<td>{shown[2]}</td></tr>"
             )
         parts.append("</table>")
         for img in ("loss_vs_iteration.png", "loss_vs_time.png", "results.png"):
