@@ -55,6 +55,7 @@ __all__ = [
     "MultiStyleTransformer",
     "PAINT_DEFAULTS",
     "PREDICTOR_LAYERS",
+    "STYLE_WEIGHTS",
     "PredictorConfig",
     "StylePredictor",
     "StyleTransformer",
@@ -346,13 +347,25 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("block3_expand",)
 # * Convergence: the loss is within ~3 % of its 500-step value by step 300 at 384 px and the image stops changing
 #   visibly after ~200-300 steps; num_iterations stays neural-style-pt's 1000. Random init (neural-style-pt's
 #   default) paints; init=image at these weights stays close to the photo (a fine texture over it).
+# Strokes (issue 12): with the Gram loss from random init this network paints round blobs of the style's colours
+# over a photo-like image (tubingen x starry_night, 256 px, 150 steps: W2 style distance 9.8, SSIM 0.41; VGG-19's
+# reference: W2 2.9, SSIM 0.31 -- W2/SSIM from impasto.api.score with this network). Starting from the fast
+# network's stylised result (init="stylized": Magenta's arbitrary network, which has strokes) and matching means
+# and covariances (style_loss="w2") keeps and grows the strokes: W2 0.71, SSIM 0.31, swirls like VGG's. The W2
+# loss is ~10x the Gram loss at the same match, so its weight is 1e4; W2 from random init at 1e4 loses the photo
+# (SSIM 0.09). "style_loss" and "init" take effect once PaintConfig.resolve fills them for fields left at "the
+# network's", and the style weight then comes from STYLE_WEIGHTS[style_loss]; until then "style_weight" stays the
+# Gram loss's (the loss paint uses by default), so no run gets a weaker style than before.
+STYLE_WEIGHTS: dict[str, float] = {"gram": 1e5, "w2": 1e4}  # style_weight per style_loss (see above)
 PAINT_DEFAULTS: dict[str, object] = {
     "content_weight": 1.0,
-    "style_weight": 1e5,
+    "style_weight": STYLE_WEIGHTS["gram"],
     "tv_weight": 3e-5,
     "lbfgs_line_search": "strong_wolfe",
     "content_layers": DEFAULT_CONTENT_LAYERS,
     "style_layers": DEFAULT_STYLE_LAYERS,
+    "style_loss": "w2",
+    "init": "stylized",
 }
 
 
