@@ -135,3 +135,26 @@ def test_removing_a_node_half_way_still_makes_every_output_once(cluster, tmp_pat
     assert sorted(r.key for r in results) == sorted(str(d) for _, d in pairs)  # each result exactly once
     assert _outputs(out) == sorted(d.name for _, d in pairs)
     assert stray_parts(out) == []
+
+
+def test_a_sweep_on_the_cluster_every_entry_once_equal_to_one_process(
+    cluster, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread: None
+) -> None:  # noqa: ANN001
+    import numpy as np
+    from PIL import Image
+
+    weights = tw.write(tw.vgg_state(), tmp_path / "weights.pth")
+    tw.image(tmp_path / "c.png", size=(40, 32), seed=0)
+    tw.image(tmp_path / "s.png", size=(36, 36), seed=1)
+    grid = "style_weight=1e2,1e4 seed=0,1"
+    common = ["sweep", str(tmp_path / "c.png"), "-s", str(tmp_path / "s.png"), "--grid", grid,
+              "--model-file", str(weights), "--image-size", "32", "--num-iterations", "3", "--gpu", "c"]  # fmt: skip
+    assert main([*common, "-o", str(tmp_path / "one")]) == 0
+    assert main([*common, "-o", str(tmp_path / "ray"), "--ray", cluster.address, "--workers", "3"]) == 0
+    capsys.readouterr()
+    one = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert len(one) == 4 and sorted(p.name for p in (tmp_path / "ray").glob("*.png")) == one
+    assert stray_parts(tmp_path / "ray") == []
+    for name in one:
+        with Image.open(tmp_path / "one" / name) as a, Image.open(tmp_path / "ray" / name) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
