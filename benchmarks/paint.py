@@ -61,7 +61,7 @@ def worker(spec: dict) -> dict:
 
     sys.path.insert(0, str(ROOT / "src"))
     from impasto.devices import keep_freed_memory
-    from impasto.events import Progress
+    from impasto.events import Preview, Progress
     from impasto.gatys.config import PaintConfig
     from impasto.gatys.optimize import evaluate, paint, prepare
 
@@ -69,7 +69,14 @@ def worker(spec: dict) -> dict:
         torch.set_num_threads(int(spec["threads"]))
     keep_freed_memory()
     device = torch.device(spec["device"])
-    content, style = _images(spec["size"])
+    if spec.get("photos"):  # the real photos (benchmarks only): tubingen in the style of the starry night
+        from PIL import Image
+
+        folder = Path(spec["photos"])
+        content = Image.open(folder / "tubingen.jpg").convert("RGB")
+        style = Image.open(folder / "starry_night.jpg").convert("RGB")
+    else:
+        content, style = _images(spec["size"])
     cfg = PaintConfig(
         model=spec.get("model"),
         model_file=spec.get("weights"),
@@ -81,7 +88,8 @@ def worker(spec: dict) -> dict:
         scale_iterations=spec.get("scale_iterations"),
         seed=1,
         print_iter=0,
-        save_iter=0,
+        save_iter=int(spec.get("save_iter", 0)),
+        init=spec.get("init", "random"),
         gpu="c" if device.type == "cpu" else str(device.index or 0),
     )
     marks: list[tuple[int, float, float, float]] = []  # (step, wall, cpu, loss)
@@ -90,10 +98,14 @@ def worker(spec: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    shots: list[tuple[int, float, torch.Tensor]] = []  # (step, wall since start, (3, H, W) in [0, 1]) of Previews
+
     def callback(event: object) -> None:
         if isinstance(event, Progress):
             sync()
             marks.append((event.step, time.perf_counter(), time.process_time(), event.losses["total"]))
+        elif isinstance(event, Preview) and event.raw is not None and spec.get("exact_curve"):
+            shots.append((event.step, time.perf_counter() - t0, event.raw.clone()))
 
     rss_before = _rss_mb("VmRSS")
     if device.type == "cuda":
@@ -125,6 +137,20 @@ def worker(spec: dict) -> dict:
         problem = prepare(content, [style], cfg.replace(fast=False, scales=None))
         with torch.no_grad():
             out["final_loss_fp32"] = float(evaluate(problem, result.raw.to(problem.device))[0])
+    if spec.get("exact_curve"):
+        # Every Preview (and the result) re-evaluated on the exact fp32 path at full size, from the [0, 1] picture
+        # (clamped, as a saved image is): the loss a user's image has, the same evaluation for every run.
+        from impasto.gatys.preprocess import preprocess
+
+        problem = prepare(content, [style], cfg.replace(fast=False, scales=None, scale_iterations=None))
+        final01 = result.image[0]
+        points = [*shots, (result.steps, total_wall, final01)]
+        exact = []
+        with torch.no_grad():
+            for step, wall, pic in points:
+                x = preprocess(pic.unsqueeze(0).clamp(0, 1), problem.contract).to(problem.device)
+                exact.append([step, round(wall, 4), float(evaluate(problem, x)[0])])
+        out["exact_curve"] = exact  # [step, wall seconds since the start, exact fp32 loss]
     if spec.get("curve"):
         out["curve"] = [[m[0], round(m[1] - t0, 4), round(m[2] - c0, 4), m[3]] for m in marks]  # step, wall, cpu, loss
     return out
@@ -153,6 +179,127 @@ def time_to_loss(curve: list, target: float, last_scale_from: int | None = None)
     return None
 
 
+def print_size(args: argparse.Namespace) -> dict:
+    """The 4016x2213 case (issue 12): the REAL ``impasto paint`` at print size with the memory plan chosen for it.
+
+    One fresh CLI process per network (random full-size VGG-19 in neural-style-pt's format, and the offline default
+    MobileNetV2 when installed), ``--print-size-iters`` iterations: its one-line memory plan, the process's peak
+    resident memory (``ru_maxrss`` of the child), the wall time and the run's own elapsed seconds (targets included:
+    per iteration it is an upper bound). ``--max-memory`` is passed on when given.
+    """
+    import resource
+
+    from compare_neural_style_pt import FILE_NAMES, random_weights, test_image
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    weights = Path(args.weights) if args.weights else work / FILE_NAMES["vgg19"]
+    if not weights.exists():
+        random_weights(weights, "vgg19", classifier=False)
+    w, h = args.print_size_content
+    content, style = work / f"print-content-{w}x{h}.png", work / "print-style.png"
+    if not content.exists():
+        test_image(content, (w, h), 1)
+    if not style.exists():
+        test_image(style, (1024, 1024), 2)
+    nets = {"vgg19-random": ["--model-file", str(weights)], "offline-default": []}
+    runs = {}
+    for name in args.print_size_networks:
+        out = work / f"print-{name}.png"
+        cmd = [
+            sys.executable, "-m", "impasto", "paint", str(content), "--style", str(style), "-o", str(out),
+            "--overwrite", "--image-size", str(args.print_size), "--num-iterations", str(args.print_size_iters),
+            "--save-iter", "0", "--print-iter", "0", "--gpu", "c" if args.device == "cpu" else "0", "--seed", "0",
+            *nets[name], *(["--max-memory", args.max_memory] if args.max_memory else []),
+        ]  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        plan = [ln.split("impasto paint: ", 1)[-1] for ln in done.stderr.splitlines() if "memory plan:" in ln]
+        runs[name] = {
+            "exit": done.returncode,
+            "memory_plan": plan[0] if plan else None,
+            # ru_maxrss of the children is the largest child so far: valid when this run is the largest
+            "peak_rss_gb": peak / 1e6 if peak > before else None,
+            "wall_s": wall,
+            "result": done.stdout.strip().splitlines()[-1:] or None,
+            "error": done.stderr.strip().splitlines()[-1:] if done.returncode else None,
+        }
+    return {
+        "case": "print_size",
+        "size": args.print_size,
+        "content": [w, h],
+        "iterations": args.print_size_iters,
+        "load_average": os.getloadavg(),
+        "runs": runs,
+    }
+
+
+def equal_loss(args: argparse.Namespace, base: dict) -> dict:
+    """Time to reach neural-style-pt's ``--equal-loss-iters`` loss at ``--equal-loss-size``, judged the same way.
+
+    The reference is impasto's exact path, single scale, neural-style-pt's settings: step for step upstream's run
+    (benchmarks/compare_neural_style_pt.py reports their losses equal) and per iteration at least as fast, so its
+    time is at most neural-style-pt's (the ratios below are conservative). The candidate is the fast path with
+    ``scales`` and one budget; its final-scale images are re-evaluated every ``--equal-loss-every`` steps on the
+    exact fp32 path at full size (the same evaluation as the reference's final image, from the clamped [0, 1]
+    picture), and its time to target is the wall time (since the run started, targets and all scales included) of
+    the first one at or below the reference's final loss. The evaluation itself is done after the run, untimed.
+    """
+    photos = args.photos if args.photos and Path(args.photos, "tubingen.jpg").exists() else None
+    common = {**base, "size": args.equal_loss_size, "optimizer": "lbfgs", "photos": photos, "exact_curve": True}
+    out: dict = {
+        "size": args.equal_loss_size,
+        "images": "tubingen + starry_night" if photos else "synthetic",
+        "reference": {"iterations": args.equal_loss_iters, "path": "exact fp32, single scale (= neural-style-pt)"},
+        "candidate": {
+            "budget": args.equal_loss_budget,
+            "scales": args.equal_loss_scales,
+            "init": args.equal_loss_init,
+            "fast": True,
+        },
+        "repeats": [],
+    }
+    for _ in range(args.repeats):
+        ref = run_worker({**common, "iterations": args.equal_loss_iters, "fast": False})
+        target = ref["exact_curve"][-1][2]
+        cand = run_worker(
+            {
+                **common,
+                "iterations": args.equal_loss_budget,
+                "fast": True,
+                "scales": args.equal_loss_scales,
+                "init": args.equal_loss_init,
+                "save_iter": args.equal_loss_every,
+            }
+        )
+        reached = next((wall for _step, wall, loss in cand["exact_curve"] if loss <= target), None)
+        row = {
+            "target_loss": target,
+            "reference_wall_s": ref["total_wall_s"],
+            "reference_cpu_s": ref["total_cpu_s"],
+            "candidate_wall_s": cand["total_wall_s"],
+            "candidate_final_exact_loss": cand["exact_curve"][-1][2],
+            "candidate_scales": cand["scales"],
+            "time_to_target_s": reached,
+            "speedup_to_equal_loss": ref["total_wall_s"] / reached if reached else None,
+            "candidate_exact_curve": cand["exact_curve"],
+        }
+        out["repeats"].append(row)
+        print(
+            f"equal loss: reference {ref['total_wall_s']:.1f} s to {target:.6g}; multi-scale fast "
+            f"{f'reached it at {reached:.1f} s' if reached else 'did not reach it'} "
+            f"(final {row['candidate_final_exact_loss']:.6g}, run {cand['total_wall_s']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    ratios = [r["speedup_to_equal_loss"] for r in out["repeats"] if r["speedup_to_equal_loss"]]
+    out["speedup_range"] = [min(ratios), max(ratios)] if ratios else None
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -169,8 +316,47 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="sizes 256 512, 4 timed iterations, figure 100 its at 256")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "impasto-compare"))
     ap.add_argument("--out", default=None, help="write the JSON here too")
+    ap.add_argument("--equal-loss", action="store_true", help="also: time to reach neural-style-pt's final loss")
+    ap.add_argument("--equal-loss-size", type=int, default=512)
+    ap.add_argument("--equal-loss-iters", type=int, default=500, help="the reference run's iterations")
+    ap.add_argument("--equal-loss-budget", type=int, default=1000, help="the multi-scale run's num_iterations")
+    ap.add_argument("--equal-loss-scales", default="auto", help="the multi-scale run's scales")
+    ap.add_argument("--equal-loss-init", default="random", help="the multi-scale run's init (random|image)")
+    ap.add_argument("--equal-loss-every", type=int, default=5, help="exact loss of the final scale every N steps")
+    ap.add_argument("--repeats", type=int, default=1, help="equal-loss: run each configuration this many times")
+    ap.add_argument("--no-grid", action="store_true", help="skip the per-size grid (with --equal-loss, say)")
+    ap.add_argument(
+        "--photos",
+        default=str(ROOT.parent / "shared" / "data" / "images" / "neural-style-pt"),
+        help="folder with tubingen.jpg and starry_night.jpg for the equal-loss runs ('' : synthetic images)",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--print-size",
+        type=int,
+        nargs="?",
+        const=4016,
+        default=None,
+        help="only the print-size case: impasto paint at this size (default 4016) on a 4016x2213 input",
+    )
+    ap.add_argument("--print-size-iters", type=int, default=2)
+    ap.add_argument("--print-size-content", type=int, nargs=2, default=[4016, 2213], metavar=("W", "H"))
+    ap.add_argument(
+        "--print-size-networks",
+        nargs="+",
+        default=["vgg19-random", "offline-default"],
+        choices=["vgg19-random", "offline-default"],
+    )
+    ap.add_argument("--max-memory", default=None, help="passed on to impasto paint in the print-size case")
     args = ap.parse_args()
+    if args.print_size:
+        report = print_size(args)
+        text = json.dumps(report, indent=1)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+        print(text)
+        return 0
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
@@ -215,7 +401,7 @@ def main() -> int:
     }
     if args.device == "cuda" and torch.cuda.is_available():
         report["run"]["gpu"] = torch.cuda.get_device_name(0)
-    nets = [("vgg19", {"weights": weights})]
+    nets = [("vgg19", {"weights": weights})] if not args.no_grid else []
     if args.mobilenet:
         nets.append(("mobilenet", {"weights": None}))  # no model, no file: the offline default
     for net_name, net_spec in nets:
@@ -282,6 +468,8 @@ def main() -> int:
             "multiscale_fast": time_to_loss(fig["runs"]["multiscale_fast"]["curve"], target, last_from),
         }
         report["figure"] = fig
+    if args.equal_loss:
+        report["equal_loss"] = equal_loss(args, base)
     report["run"]["load_average_end"] = os.getloadavg()
     text = json.dumps(report, indent=1)
     if args.out:

@@ -42,6 +42,7 @@ from ..media import (
     stray_parts,
 )
 from .common import ProgressBar, cancel_on_sigint
+from .records import write_paint_record
 
 # Fields with their own CLI spelling (positional / special handling).
 _SKIP = {"init_image"}
@@ -131,6 +132,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image (.png, .jpg, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT and its step images if they exist")
     p.add_argument("--init-image", dest="init_image", default=None, help="image to start from (implies --init image)")
+    p.add_argument("--no-score", dest="score", action="store_false",
+                   help="skip the quality scores (kept with the settings in OUT.json, e.g. out.png.json)")  # fmt: skip
     add_config_options(p)
 
 
@@ -273,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
             step_images(event)
             return
         bar(event)
+        if isinstance(event, Started) and "memory_plan" in event.info and not args.quiet:
+            bar.write(f"impasto paint: {event.info['memory_plan']}")  # once: the first scale's Started only
         if isinstance(event, Started) and "resumed_at" in event.info and not args.quiet:
             bar.write(f"impasto paint: resuming at step {event.info['resumed_at']} of {event.total}")
 
@@ -280,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     seeded_determinism(config.seed)
     try:
         with cancel_on_sigint() as token:
-            result = api.paint(args.content, styles, config, callback=callback, cancel=token)
+            result = api.paint(args.content, styles, config, callback=callback, cancel=token, score=args.score)
     except Cancelled as exc:
         bar.close()
         hint = config.checkpoint_path if config.checkpoint_every else None
@@ -288,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     saved = save_result(result.image, output, near)
+    write_paint_record(result, saved, quiet=args.quiet)  # OUT.json: settings and scores
     if not args.quiet:
         print(f"{saved}  ({result.model}, {result.steps} steps, loss {result.final_loss:.4g}, {result.elapsed:.1f} s)")
     else:

@@ -118,7 +118,11 @@ class PaintConfig:
     normalize_weights: bool = _f(False, "divide each layer's weight by the largest dimension of its target")
     normalize_gradients: bool = _f(False, "neural-style-pt's gradient scaling (scales each layer's gradient by w^2)")
     num_iterations: int = _f(1000, "number of optimisation steps")
-    init: str = _f("random", "start from random noise or from an image (random|image)")
+    init: str = _f(
+        "random",
+        "start from random noise, an image, or the fast network's stylised result: Magenta's arbitrary network "
+        "applied to the content at image_size (random|image|stylized)",
+    )
     init_image: str | None = _f(None, "image to start from with init=image (default: the content image)")
     optimizer: str = _f("lbfgs", "lbfgs or adam")
     learning_rate: float = _f(1.0, "Adam's learning rate")
@@ -149,7 +153,9 @@ class PaintConfig:
         "coarse-to-fine sizes ending at image_size, e.g. 128,181,256,362,512, or auto (steps of sqrt(2) from 128)",
     )
     scale_iterations: tuple[int, ...] | None = _f(
-        None, "iterations per scale, one number or one per scale (default: num_iterations each)"
+        None,
+        "iterations per scale, one number or one per scale (default: num_iterations is one budget split over the "
+        "scales, each scale's share inversely proportional to its size, so the coarse scales are cheap)",
     )
     fast: bool = _f(False, "fast path: bf16 channels_last network where the hardware has it, losses in fp32")
     checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
@@ -220,7 +226,7 @@ class PaintConfig:
             math.isfinite(self.style_scale) and self.style_scale > 0, f"style_scale must be > 0, not {self.style_scale}"
         )
         need(self.num_iterations >= 1, f"num_iterations must be at least 1, not {self.num_iterations}")
-        need(self.init in ("random", "image"), f"init must be 'random' or 'image', not {self.init!r}")
+        need(self.init in ("random", "image", "stylized"), f"init must be random, image or stylized, not {self.init!r}")
         need(self.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         need(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
@@ -278,6 +284,12 @@ class PaintConfig:
                 self.scales[-1] == self.image_size,
                 f"the last scale must be image_size ({self.image_size}), not {self.scales[-1]}; "
                 "list the sizes coarse to fine ending at image_size",
+            )
+        if self.scales is not None and self.scale_iterations is None:
+            need(
+                self.num_iterations >= len(self.scales),
+                f"num_iterations {self.num_iterations} is split over the {len(self.scales)} scales and must be at "
+                f"least {len(self.scales)}; give more iterations, fewer scales or scale_iterations",
             )
         if self.scale_iterations is not None:
             need(self.scales is not None, "scale_iterations needs scales")

@@ -64,6 +64,8 @@ __all__ = [
     "tv_loss",
     "w2_distance",
     "w2_style_loss",
+    "w2_style_loss_of",
+    "weighted",
 ]
 
 
@@ -96,24 +98,29 @@ def scale_gradients(loss: torch.Tensor, weight: float) -> torch.Tensor:
     return _ScaleGradients.apply(loss, weight)
 
 
+def weighted(loss: torch.Tensor, weight: float, normalize_gradients: bool = False) -> torch.Tensor:
+    """``weight * loss`` for a 0-d layer loss, through :func:`scale_gradients` with ``normalize_gradients``.
+
+    Every layer loss here ends this way; the tiled pass (:mod:`impasto.gatys.tiled`) applies it to a loss made from
+    whole-image statistics accumulated tile by tile, so both see the same weighting and gradient scaling.
+    """
+    if normalize_gradients:
+        loss = scale_gradients(loss, weight)
+    return loss * weight
+
+
 def content_loss(
     features: torch.Tensor, target: torch.Tensor, weight: float, normalize_gradients: bool = False
 ) -> torch.Tensor:
     """``weight * mean((features - target)^2)``, both (1, C, H, W); a 0-d fp32 tensor."""
-    loss = F.mse_loss(features.float(), target.float())
-    if normalize_gradients:
-        loss = scale_gradients(loss, weight)
-    return loss * weight
+    return weighted(F.mse_loss(features.float(), target.float()), weight, normalize_gradients)
 
 
 def style_loss(
     gram: torch.Tensor, target: torch.Tensor, weight: float, normalize_gradients: bool = False
 ) -> torch.Tensor:
     """``weight * mean((gram - target)^2)``, both (C, C) from :func:`gram_matrix`; a 0-d fp32 tensor."""
-    loss = F.mse_loss(gram, target)
-    if normalize_gradients:
-        loss = scale_gradients(loss, weight)
-    return weight * loss
+    return weighted(F.mse_loss(gram, target), weight, normalize_gradients)
 
 
 def tv_loss(x: torch.Tensor, weight: float) -> torch.Tensor:
@@ -208,7 +215,12 @@ def w2_style_loss(
 ) -> torch.Tensor:
     """``weight * W2^2((mu, S) of features, target) / C`` for features (1, C, H, W); a 0-d fp32 tensor."""
     mean, cov = mean_cov(features)
+    return w2_style_loss_of(mean, cov, target, weight, normalize_gradients)
+
+
+def w2_style_loss_of(
+    mean: torch.Tensor, cov: torch.Tensor, target: GaussianStats, weight: float, normalize_gradients: bool = False
+) -> torch.Tensor:
+    """:func:`w2_style_loss` from the features' mean (C,) and covariance (C, C) already computed; 0-d fp32."""
     loss = w2_distance(mean, cov, target).div(mean.numel()).float()
-    if normalize_gradients:
-        loss = scale_gradients(loss, weight)
-    return weight * loss
+    return weighted(loss, weight, normalize_gradients)

@@ -70,9 +70,10 @@ from ..events import Callback, CancelToken, Finished, Preview, Progress, Started
 from ..imaging import transfer_luminance
 from ..media import tensor_to_pil
 from ..zoo import torch_formats
-from . import checkpoint, fastpath
+from . import checkpoint, fastpath, memory, tiled
 from . import losses as L
 from .config import PaintConfig
+from .lbfgs import LBFGS
 from .multidevice import SplitFeatureNet, parse_devices, split_boundaries
 from .preprocess import deprocess, neural_style_size, preprocess, resize_like_neural_style
 
@@ -80,7 +81,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "IterateAverage", "PaintPlan", "PaintResult", "Problem", "evaluate", "loss_labels", "paint", "plan", "prepare",
-    "save_steps", "scale_plan",
+    "save_steps", "scale_plan", "split_budget",
 ]  # fmt: skip
 
 
@@ -138,16 +139,51 @@ class Problem:
     fast_dtype: torch.dtype | None = None
     # style_loss="w2": layer -> the style's mean and covariance (empty: the Gram loss).
     style_stats: dict[str, L.GaussianStats] = field(default_factory=dict)
+    # The memory plan (impasto.gatys.memory): the exact tiled loss pass with tiles of this side in pixels (0: none)
+    # and gradient checkpointing through the network (impasto.gatys.tiled); memory_plan is the Plan itself.
+    tile_size: int = 0
+    checkpointing: bool = False
+    memory_plan: Any = None
 
 
 # --- the plan: sizes, lengths, preview steps ----------------------------------------------------------------
 
 
+def split_budget(total: int, sizes: Sequence[int]) -> list[int]:
+    """Split ``total`` iterations over coarse-to-fine ``sizes``: ``n_k`` proportional to ``sizes[-1] / sizes[k]``.
+
+    The rule: a scale's iterations are inversely proportional to its side, so its TIME (iterations x pixels) is
+    proportional to its side -- with sqrt(2) steps each scale takes sqrt(2) times the time of the one before and
+    1/sqrt(2) times its iterations. The cheap coarse scales take most of the iterations (they settle the layout and
+    the large strokes, a pixel there covering 2-4 of the final one), the time is spent mostly at the fine scales
+    (for 128..512: 36%, 25%, 18%, 13%, 9% of the iterations and 9%, 13%, 18%, 25%, 36% of the time), and the whole
+    run costs about a quarter of ``total`` full-size iterations. Rounded by largest remainder, every scale at least
+    1, summing exactly to ``total`` (which must be at least ``len(sizes)``: :meth:`PaintConfig.validate`).
+    """
+    weights = [sizes[-1] / s for s in sizes]
+    shares = [total * w / sum(weights) for w in weights]
+    counts = [max(1, int(x)) for x in shares]
+    by_remainder = sorted(range(len(sizes)), key=lambda k: (shares[k] - int(shares[k]), sizes[k]), reverse=True)
+    i = 0
+    while sum(counts) < total:  # hand out what rounding down left, largest remainder first (ties: finer first)
+        counts[by_remainder[i % len(sizes)]] += 1
+        i += 1
+    while sum(counts) > total:  # the max(1, .) floors took more than there was: take back from the largest
+        counts[counts.index(max(counts))] -= 1
+    return counts
+
+
 def scale_plan(config: PaintConfig) -> list[tuple[int, int]]:
-    """``(image_size, iterations)`` per scale: one entry without ``scales``, else one per scale, coarse to fine."""
+    """``(image_size, iterations)`` per scale: one entry without ``scales``, else one per scale, coarse to fine.
+
+    With ``scales`` and no ``scale_iterations``, ``num_iterations`` is ONE budget split over the scales
+    (:func:`split_budget`); ``scale_iterations`` gives each scale its own count (one number: the same for each).
+    """
     if not config.scales:
         return [(config.image_size, config.num_iterations)]
-    iters = config.scale_iterations or (config.num_iterations,)
+    if config.scale_iterations is None:
+        return list(zip(config.scales, split_budget(config.num_iterations, config.scales), strict=True))
+    iters = config.scale_iterations
     if len(iters) == 1:
         iters = iters * len(config.scales)
     return list(zip(config.scales, iters, strict=True))
@@ -156,12 +192,15 @@ def scale_plan(config: PaintConfig) -> list[tuple[int, int]]:
 def save_steps(config: PaintConfig) -> list[int]:
     """Steps at which a Preview is emitted (neural-style-pt's ``out_<t>.png`` files), the last step excluded.
 
-    With ``scales`` steps count across all scales (the total is the sum of their iterations).
+    Steps count across all scales (the total is the sum of their iterations). With several scales only the final
+    scale's multiples of ``save_iter`` get one (its coarse predecessors are drafts), unless ``save_all_scales``.
     """
     if config.save_iter <= 0:
         return []
-    total = sum(n for _, n in scale_plan(config))
-    return [t for t in range(config.save_iter, total, config.save_iter)]
+    scales = scale_plan(config)
+    total = sum(n for _, n in scales)
+    first = 1 if config.save_all_scales else total - scales[-1][1] + 1  # first step of the final scale
+    return [t for t in range(config.save_iter, total, config.save_iter) if t >= first]
 
 
 @dataclass(frozen=True)
@@ -331,7 +370,16 @@ def _initial_image(
     config: PaintConfig, content_in: torch.Tensor, init_image: Image.Image | None, size: tuple[int, int],
     contract: str, device: torch.device,
 ) -> torch.Tensor:  # fmt: skip
-    """The starting image (1, 3, H, W) in network space: seeded noise, the init image, or the content image."""
+    """The starting image (1, 3, H, W) in network space: seeded noise, the init image, or the content image.
+
+    ``init="stylized"``: ``init_image`` is the fast network's stylisation of the content (Magenta's arbitrary
+    network, made by ``impasto.api.paint``: gatys may not import fast), resized to ``size`` like any init image.
+    """
+    if config.init == "stylized" and init_image is None:
+        raise ConfigError(
+            "init=stylized starts from the fast network's stylised image, which impasto.api.paint makes; "
+            "called directly, pass it as init_image"
+        )
     if config.init == "random":
         gen = torch.Generator(device="cpu")
         if config.seed >= 0:
@@ -346,15 +394,44 @@ def _initial_image(
     return content_in.clone()
 
 
+def _memory_plan(network: _Network, content: Image.Image, styles: Sequence[Image.Image]) -> memory.Plan | None:
+    """The memory plan of ``network.config``'s scale (:func:`impasto.gatys.memory.plan_paint`); ConfigError if none."""
+    return memory.plan_paint(
+        network.config, network.net, network.order, network.content_layers, content.size,
+        [s.size for s in styles], network.device,
+    )  # fmt: skip
+
+
 def _problem(
-    network: _Network, content: Image.Image, styles: Sequence[Image.Image], init_image: Image.Image | None
-) -> Problem:
-    """Steps 1, 3 and 4 of the outline on an opened network: images, targets, weights, start (and the fast copy)."""
+    network: _Network, content: Image.Image, styles: Sequence[Image.Image], init_image: Image.Image | None,
+    mplan: memory.Plan | None = None,
+) -> Problem:  # fmt: skip
+    """Steps 1, 3 and 4 of the outline on an opened network: images, targets, weights, start (and the fast copy).
+
+    ``mplan``: the memory plan (None: planned here); its tiles and checkpointing go into the Problem, its L-BFGS
+    history into the config (``lbfgs_num_correction``, ``lbfgs_history_dtype``: what the optimiser reads).
+    """
+    if mplan is None:
+        mplan = _memory_plan(network, content, styles)
+    if mplan is not None:
+        network = dataclasses.replace(network, config=memory.with_plan(network.config, mplan))
     config, device, contract = network.config, network.device, network.source.preprocessing
     size = neural_style_size(content.size, config.image_size)
     content01 = resize_like_neural_style(content, size)
     content_in = preprocess(content01, contract).to(device)
-    content_targets, style_targets, style_stats = _targets(network, content_in, styles)
+    if mplan is not None and mplan.tile:  # the targets tile by tile too: no untiled forward pass at print size
+        style_size = int(config.image_size * config.style_scale)
+        styles_in = [
+            preprocess(resize_like_neural_style(s, neural_style_size(s.size, style_size)), contract).to(device)
+            for s in styles
+        ]
+        with _too_small_is_config_error(network.source.display, config):
+            content_targets, style_targets, style_stats = tiled.targets(
+                network.net, config, content_in, network.content_layers, network.style_layers, styles_in, mplan.tile
+            )
+        del styles_in
+    else:
+        content_targets, style_targets, style_stats = _targets(network, content_in, styles)
     content_weights, style_weights = _layer_weights(config, content_targets, style_targets)
     init = _initial_image(config, content_in, init_image, size, contract, device)
     fast_net, fast_dtype = None, None
@@ -378,6 +455,9 @@ def _problem(
         fast_net=fast_net,
         fast_dtype=fast_dtype,
         style_stats=style_stats,
+        tile_size=mplan.tile if mplan is not None else 0,
+        checkpointing=mplan.checkpointing if mplan is not None else False,
+        memory_plan=mplan,
     )
 
 
@@ -467,6 +547,8 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     """
     # TV first: neural-style-pt's TV module sits before the network, and building the autograd graph in the
     # same order makes the backward pass accumulate the image gradient in the same order (bit-identical runs).
+    if problem.tile_size > 0:  # the same loss, tile by tile (impasto.gatys.tiled); the gradient comes precomputed
+        return tiled.evaluate_tiled(problem, img)
     tv_weight = _w(problem.config.tv_weight)
     tv = L.tv_loss(img, tv_weight) if tv_weight > 0 else None
     path = _fast_path if problem.fast_net is not None else _exact_path
@@ -476,6 +558,8 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     # Each layer's losses are built as soon as its activation exists (content, then style), so the autograd
     # graph -- and the order gradients are summed in -- is that of neural-style-pt's net with loss modules.
     taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
+    if problem.checkpointing:  # segments between taps under torch.utils.checkpoint: same values, less memory
+        taps = lambda x, n: tiled.iter_features(net, x, n, checkpointed=True)  # noqa: E731
     for n, f in taps(x, problem.order):
         if n in problem.content_targets:
             content_terms[n] = content_loss(f, n)
@@ -519,6 +603,7 @@ class _Scale:
     resume: dict[str, Any] | None = None  # a snapshot of this scale to continue from
     taken: int = 0  # evaluations this paint() call has run (all scales): 0 means nothing new to keep on cancel
     info: dict[str, Any] = field(default_factory=dict)  # what runs where (PaintResult.info)
+    carry: Any = None  # the previous scale's optimiser (its state is resampled to this scale: _carry_state)
 
 
 class IterateAverage:
@@ -577,17 +662,34 @@ class _BudgetSpent(Exception):
     """Raised by the closure when a line search asks for an evaluation beyond ``num_iterations``."""
 
 
-def _make_optimizer(config: PaintConfig, img: torch.Tensor, stepwise: bool) -> torch.optim.Optimizer:
+def _make_optimizer(
+    config: PaintConfig, img: torch.Tensor, stepwise: bool, multi: bool = False
+) -> torch.optim.Optimizer:
     """L-BFGS as neural-style-pt configures it (one step() for the whole run unless ``stepwise``), or Adam.
 
     neural-style-pt runs all L-BFGS iterations inside one optimizer.step(); a checkpoint needs the optimiser's
     state between iterations, which L-BFGS only writes back when step() returns, so with checkpoints each step()
     runs one iteration (max_iter=1). Without a line search that is the same arithmetic in the same order
     (tests/test_gatys_extras.py checks it is bit-identical); the default path stays upstream's.
+
+    The fast path, a bf16 history and multi-scale runs (``multi``: the history is carried between scales) use
+    :class:`impasto.gatys.lbfgs.LBFGS` -- torch's iterates to rounding, a fraction of its cost per iteration.
     """
     iterations = config.num_iterations
     if config.optimizer != "lbfgs":
         return torch.optim.Adam([img], lr=config.learning_rate)
+    if config.lbfgs_line_search == "none" and (config.fast or multi or config.lbfgs_history_dtype == "bfloat16"):
+        # The fast path (or a bf16 history): torch.optim.LBFGS's iterates, its history in one ring buffer and the
+        # direction in two BLAS calls instead of ~4 m small ones (impasto.gatys.lbfgs). The exact fp32 path keeps
+        # torch's optimiser, so it stays bit-identical to neural-style-pt.
+        return LBFGS(
+            [img],
+            max_iter=1 if stepwise else iterations,
+            tolerance_change=-1,
+            tolerance_grad=-1,
+            history_size=config.lbfgs_num_correction,
+            history_dtype=torch.bfloat16 if config.lbfgs_history_dtype == "bfloat16" else torch.float32,
+        )
     return torch.optim.LBFGS(
         [img],
         max_iter=1 if stepwise else iterations,
@@ -599,6 +701,59 @@ def _make_optimizer(config: PaintConfig, img: torch.Tensor, stepwise: bool) -> t
         # steps (torch's default 5/4 budget ran 306); without one, evaluations = iterations as upstream
         max_eval=None if config.lbfgs_line_search == "none" else iterations,
     )
+
+
+# Multi-scale runs carry the optimiser's state to the next scale (False: every scale starts afresh): Adam's moments
+# always; L-BFGS's history pairs only with CARRY_LBFGS_HISTORY, off because it measured worse than a restart (fast
+# path, random full-size VGG-19, tubingen/starry night, scales 96,136,192, budget 60, the final image's exact loss:
+# resampled history 2.45e5 (two runs, with and without rescaling gamma), restart 3.5e4 -- one machine, loaded).
+CARRY_OPTIMIZER_STATE = True
+CARRY_LBFGS_HISTORY = False
+
+
+def _carry_state(previous: torch.optim.Optimizer, optimizer: torch.optim.Optimizer, img: torch.Tensor) -> None:
+    """Resample the previous scale's optimiser state to this scale's image ``img`` (1, 3, H, W), in place.
+
+    Steps, directions and Adam's first moment are resized like the image (bicubic in network space: the
+    preprocessing is affine, so a difference of images resizes the same way); gradient-like vectors (L-BFGS's
+    ``y``, Adam's moments) are also multiplied by the area ratio ``h w / (H W)`` -- the painting losses are means
+    over positions, so each pixel's share of the gradient shrinks as the pixels multiply -- which keeps ``s.y``,
+    the curvature L-BFGS measures and Adam's step sizes as they were. Adam's second moment is resized bilinearly
+    (never negative). torch.optim.LBFGS (with a line search) starts afresh, and so does impasto's L-BFGS unless
+    ``CARRY_LBFGS_HISTORY`` (measured worse than a restart, see there).
+    """
+    if not CARRY_OPTIMIZER_STATE or type(previous) is not type(optimizer):
+        return
+    old_param = previous.param_groups[0]["params"][0]
+    hw = tuple(old_param.shape[-2:])
+    gain = (hw[0] * hw[1]) / (img.shape[-2] * img.shape[-1])
+
+    def resize(v: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
+        """Any tensor of the old image's size -> (1, 3, H, W) like ``img``."""
+        grid = v.reshape(1, -1, *hw).float()  # (1, 3, h, w)
+        up = torch.nn.functional.interpolate(grid, size=img.shape[-2:], mode=mode, align_corners=False)
+        return up.to(img.dtype).reshape(img.shape)
+
+    if isinstance(previous, LBFGS) and isinstance(optimizer, LBFGS):
+        if not CARRY_LBFGS_HISTORY:
+            return  # a fresh L-BFGS at each scale (see CARRY_LBFGS_HISTORY)
+        same = ("history_size", "lr")
+        if any(previous.param_groups[0][k] != optimizer.param_groups[0][k] for k in same):
+            return  # a scale whose memory plan chose another history: start afresh
+        if previous.history_dtype != optimizer.history_dtype:
+            return
+        previous.resample(lambda v: resize(v).reshape(-1), img, gain)  # previous now holds img's state
+        optimizer.state[img] = previous.state.pop(img)
+        return
+    if isinstance(previous, torch.optim.Adam):
+        state = previous.state.get(old_param)
+        if not state:
+            return
+        optimizer.state[img] = {
+            "step": state["step"].clone(),
+            "exp_avg": resize(state["exp_avg"]).mul_(gain),
+            "exp_avg_sq": resize(state["exp_avg_sq"], "bilinear").clamp_(min=0).mul_(gain * gain),
+        }
 
 
 def _restore(snapshot: dict[str, Any], loop: _Loop, img: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -642,8 +797,11 @@ def _closure(
     config = problem.config
     iterations = config.num_iterations
     total_steps = run.total or iterations
-    # Fast path + L-BFGS: the first steps are exact fp32 (see FAST_LBFGS_EXACT_STEPS).
-    exact_steps = FAST_LBFGS_EXACT_STEPS if (problem.fast_net is not None and config.optimizer == "lbfgs") else 0
+    # Fast path + L-BFGS: the first steps are exact fp32 (see FAST_LBFGS_EXACT_STEPS) -- at the first scale only
+    # when the history is carried between scales: a later scale starts with a curvature estimate and full-size steps.
+    carried = run.index > 0 and CARRY_OPTIMIZER_STATE and CARRY_LBFGS_HISTORY and isinstance(optimizer, LBFGS)
+    fast_lbfgs = problem.fast_net is not None and config.optimizer == "lbfgs"
+    exact_steps = FAST_LBFGS_EXACT_STEPS if (fast_lbfgs and not carried) else 0
     exact = dataclasses.replace(problem, fast_net=None, fast_dtype=None) if exact_steps else problem
 
     def closure() -> torch.Tensor:
@@ -717,12 +875,15 @@ def _optimise(
     config = problem.config
     run = scale or _Scale(total=config.num_iterations, preview_at=frozenset(save_steps(config)))
     img = problem.init.detach().clone().requires_grad_(True)
-    optimizer = _make_optimizer(config, img, stepwise=run.checkpointer is not None)
+    optimizer = _make_optimizer(config, img, stepwise=run.checkpointer is not None, multi=run.multi)
     loop = _Loop(history=list(run.history), average=IterateAverage(config.average_decay) if config.average else None)
     if run.resume is not None:
         _restore(run.resume, loop, img, optimizer, config.num_iterations)
+    elif run.carry is not None:
+        _carry_state(run.carry, optimizer, img)
     closure = _closure(problem, img, optimizer, loop, run, callback, cancel, clock)
     _run_steps(config, run, loop, img, optimizer, closure)
+    run.carry = optimizer
     if loop.average is not None and loop.average.biased is not None:
         raw = loop.average.value().cpu()  # the average of this scale's iterates is its result
     else:
@@ -842,8 +1003,11 @@ def paint(
 
     Extras (all off by default): ``config.fast`` (:mod:`impasto.gatys.fastpath`); ``config.scales``: paint at each
     size in turn, each scale re-running :func:`prepare` at its size (targets recomputed, styles at
-    ``size * style_scale``) and starting from the previous result upsampled (bicubic in [0, 1]); Progress steps
-    then count across all scales and ``info`` carries ``scale`` (longest side) and ``scale_index``;
+    ``size * style_scale``) and starting from the previous result upsampled (bicubic in [0, 1]), with the
+    optimiser's state carried over (:func:`_carry_state`: L-BFGS's history pairs or Adam's moments resampled);
+    ``num_iterations`` is one budget split over the scales (:func:`split_budget`, unless ``scale_iterations``);
+    Progress steps count across all scales, ``info`` carries ``scale`` (longest side) and ``scale_index``, and
+    Previews come at the final scale only unless ``save_all_scales``;
     ``config.checkpoint_every``/``resume``: snapshots go to ``checkpointer`` (default: a
     :class:`~impasto.gatys.checkpoint.FileCheckpointer` at ``config.checkpoint_path``) and a resumed run continues
     from the last one -- refused with a ConfigError when the settings or input images differ.
@@ -866,9 +1030,18 @@ def paint(
             _check_cancel(cancel, result)
             scale_config = config.replace(image_size=size, num_iterations=iterations) if run.multi else config
             network = _open_network(scale_config, source)
+            mplan = _memory_plan(network, content, styles)  # before any work: a run that cannot fit is refused
             if result is None:  # the first scale run (or resumed)
-                emit(callback, _started(network, content, run, scales, total, snapshot))
-            problem = _problem(network, content, styles, init_image)
+                shown = mplan
+                if run.multi:  # the last (largest) scale must fit too; its plan is the one the line shows
+                    last = dataclasses.replace(network, config=network.config.replace(image_size=scales[-1][0]))
+                    shown = _memory_plan(last, content, styles)
+                started = _started(network, content, run, scales, total, snapshot)
+                if shown is not None:
+                    line = shown.line(scales=len(scales))
+                    started = dataclasses.replace(started, info={**started.info, "memory_plan": line})
+                emit(callback, started)
+            problem = _problem(network, content, styles, init_image, mplan)
             if result is not None:
                 problem.init = _upsampled_init(result, problem)
             _check_cancel(cancel, result)
