@@ -384,4 +384,8 @@ def test_result_has_elapsed_info_and_pictures(tiny) -> None:  # noqa: ANN001
     pictures = r.pictures()
     assert len(pictures) == 1 and pictures[0].mode == "RGB" and pictures[0].size == (32, 25)
     plan = api.paint_plan(cfg.replace(num_iterations=10, save_iter=3, scales="16,32", scale_iterations="4,6"))
-    assert plan.total == 10 and plan.scales == ((16, 4), (32, 6)) and plan.preview_steps == (3, 6, 9)
+    # intermediates at the final scale only (its steps are 5..10), unless every scale is asked for
+    assert plan.total == 10 and plan.scales == ((16, 4), (32, 6)) and plan.preview_steps == (6, 9)
+    every = api.paint_plan(cfg.replace(num_iterations=10, save_iter=3, scales="16,32", scale_iterations="4,6",
+                                       save_all_scales=True))  # fmt: skip
+    assert every.preview_steps == (3, 6, 9)

@@ -5,6 +5,7 @@ Each area appends its functions below in its own section; implementations live i
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Union
@@ -72,18 +73,21 @@ def stylize_method(method: str | None = None, *, layer: str = "r41", preset: boo
 def _stylize_setup(
     *, styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None, size: int | None,
     strength: float, preserve_color: bool, device: str, models: ModelCache | None, method: str | None = None,
-    layer: str = "r41",
+    layer: str = "r41", working_size: int | str | None = None,
 ) -> tuple[MagentaStylizer | LinearStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
     """Check every option and read the style images (no network is loaded yet).
 
     Returns the stylizer, the names of the networks it will use, and ``renderer()``, which loads them (once per
-    ModelCache) and returns ``render(PIL) -> PIL``.
+    ModelCache) and returns ``render(PIL) -> PIL``. ``working_size``: see :func:`stylize` (None: native, what
+    the video path uses).
     """
     from .fast.magenta import MODEL_NAMES, MagentaStylizer, StylizeOptions, normalise_weights, parse_presets
 
     if (not styles) == (preset is None):
         raise ConfigError("give either style images or a preset, not both and not neither")
-    opts = StylizeOptions(size=size, strength=strength, preserve_color=preserve_color)
+    opts = StylizeOptions(
+        size=size, strength=strength, preserve_color=preserve_color, working_size=parse_working_size(working_size)
+    )
     opts.validate()
     if stylize_method(method, layer=layer, preset=preset is not None) == "linear":
         return _linear_setup(styles, style_weights, preset, opts, device, models, layer)
@@ -126,6 +130,24 @@ def _linear_setup(
         return lambda img: stylizer.stylize(img, style, opts)
 
     return stylizer, MODEL_NAMES[layer], renderer
+
+
+DEFAULT_WORKING_SIZE = 1024  # impasto.fast.tiling.DEFAULT_WORKING_SIZE (kept equal by tests/test_stroke_size.py)
+
+
+def parse_working_size(value: int | str | None) -> int | None:
+    """A working size as given (``1024``, ``"1024"``, ``"native"``, None = native) -> px, or None for native.
+
+    ConfigError in one line for anything else (the range is checked by ``StylizeOptions.validate``)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text == "native":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"working size must be a number of px or 'native', got {value!r}") from None
 
 
 def _input_label(item: ImageInput, index: int) -> str:
@@ -181,6 +203,7 @@ def stylize_each(
     cancel: CancelToken | None = None,
     method: str | None = None,
     layer: str = "r41",
+    working_size: int | str | None = DEFAULT_WORKING_SIZE,
 ) -> Iterator[Stylized]:
     """Stylise ``contents`` one image at a time: an iterator of ``Stylized(input, image)`` in input order.
 
@@ -199,6 +222,7 @@ def stylize_each(
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
         preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
+        working_size=working_size,
     )  # fmt: skip
     items = [contents] if isinstance(contents, (str, os.PathLike, Image.Image)) else contents
     total = len(items) if isinstance(items, Sized) else 0
@@ -220,6 +244,7 @@ def stylize(
     cancel: CancelToken | None = None,
     method: str | None = None,
     layer: str = "r41",
+    working_size: int | str | None = DEFAULT_WORKING_SIZE,
 ) -> Image.Image | list[Image.Image]:
     """Fast stylisation: ``styles`` (arbitrary style images) or ``preset`` (Magenta's built-in styles).
 
@@ -231,7 +256,12 @@ def stylize(
     ``content``: a path or PIL image, or a sequence of them (then a list is returned, holding every result in
     memory: for a folder use :func:`stylize_each`). ``style_weights`` blends several style images (normalised to
     sum 1). ``preset``: ``"7"`` or ``"3:0.5,12:0.5"`` (26 built-in styles). ``size``: longest output side in px
-    (None keeps each input's size). ``strength`` in [0, 1]. ``models``: where the loaded networks are kept
+    (None keeps each input's size). ``working_size``: the stroke-size control -- the longest side in px the
+    network paints at (default 1024); a larger output is painted at that size and upsampled guided by the
+    full-size photo (fast guided filter), so strokes keep their look at any output size (smaller: bigger strokes);
+    ``"native"`` (or None) paints at the output size itself (the network's own, pin-sized strokes on a large
+    photo), tile by tile with whole-image instance-norm statistics, in bounded memory, at any size.
+    ``strength`` in [0, 1]. ``models``: where the loaded networks are kept
     (default ``default_models``). Emits Started, a Preview and a Progress per image and Finished (a StylizeResult
     with every image) to ``callback``; checks ``cancel`` between images (``Cancelled.partial``: a StylizeResult
     with the images made so far).
@@ -239,6 +269,7 @@ def stylize(
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
         preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
+        working_size=working_size,
     )  # fmt: skip
     items: list[ImageInput]
     if isinstance(content, (str, os.PathLike, Image.Image)):
@@ -293,8 +324,9 @@ def preset_sheet(
 if TYPE_CHECKING:
     import numpy as np
 
-    from .fast.video import Renderer, VideoResult
+    from .fast.video import Renderer, StabilizeOptions, VideoResult
     from .media import VideoInfo
+    from .workers import Executor
 
 VIDEO_MANIFEST = ".impasto-video.json"  # in the work folder (or the output folder, for frames out)
 
@@ -384,6 +416,149 @@ def _video_fingerprint(
     }
 
 
+def _video_chunked(
+    executor: Executor, source: VideoInfo, out: os.PathLike[str], work: os.PathLike[str], *, to_folder: bool,
+    fingerprint: dict[str, object], resume: bool, chunk_frames: int | None, styles: Sequence[ImageInput],
+    frame_size: tuple[int, int], stab: StabilizeOptions | None, device: str, keep_frames: bool, notes: list[str],
+    info: dict[str, object], callback: Callback | None, cancel: CancelToken | None, watch: Stopwatch,
+) -> VideoResult:  # fmt: skip
+    """:func:`video` over ``executor``: the chunk plan, a task per missing chunk, the stitch (see
+    :mod:`impasto.workers.video`). Every check was made by the caller; ``resume``: a saved plan is reused."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from .errors import Cancelled, ImageError
+    from .fast import video as fv
+    from .media import (
+        FRAME_PATTERN,
+        FRAME_RE,
+        encode_video,
+        ensure_folder,
+        numbered_frames,
+        save_image,
+        stray_parts,
+        write_frame,
+        write_text,
+    )
+    from .workers import Task
+    from .workers import video as wv
+
+    out, work = Path(out), Path(work)
+    manifest = work / wv.CHUNK_MANIFEST
+    make_work = not work.exists()
+    ensure_folder(work, what="chunk folder")
+    for part in stray_parts(work):  # what a killed worker was writing
+        part.unlink(missing_ok=True)
+    saved = json.loads(manifest.read_text(encoding="utf-8")) if resume else None
+    if saved is not None and "plan" in saved:
+        plan = wv.ChunkPlan.from_json(saved["plan"])
+    else:
+        per = chunk_frames or wv.default_chunk_frames(source.frames, executor.workers)
+        warm = wv.warmup_frames(None if stab is None else stab.alpha)
+        plan = wv.ChunkPlan(tuple(wv.plan_chunks(source.frames, per)), warm)
+        for old in work.glob("chunk_*.zip"):  # not resuming: an earlier run's chunks are not ours
+            old.unlink(missing_ok=True)
+    style_paths = []
+    for i, s in enumerate(styles):  # by path, so a worker (on any node sharing the folder) reads them
+        dest = work / f"style_{i}.png"
+        if not (resume and dest.is_file()):
+            save_image(_as_image(s), dest)
+        style_paths.append(str(dest.resolve()))
+    write_text(manifest, json.dumps({"fingerprint": fingerprint, "impasto": "video-chunks", "plan": plan.to_json()}))
+    style = {
+        "method": info["method"], "layer": fingerprint["layer"] or "r41", "styles": style_paths,
+        "style_weights": fingerprint["style_weights"], "preset": fingerprint["preset"],
+        "strength": fingerprint["strength"], "preserve_color": fingerprint["preserve_color"],
+    }  # fmt: skip
+    done = wv.finished_chunks(work, plan.chunks)
+    tasks = [
+        Task(
+            key=wv.chunk_name(a, b),
+            fn=wv.TASK_FN,
+            kwargs={
+                "input": str(source.path.resolve()),
+                "work": str(work.resolve()),
+                "start": a,
+                "stop": b,
+                "size": list(frame_size),
+                "style": style,
+                "warmup": plan.warmup,
+                "device": device,
+                "stabilize": None if stab is None else [stab.alpha, stab.sigma],
+            },
+        )  # fmt: skip
+        for a, b in plan.chunks
+        if (a, b) not in done
+    ]
+    run_info = {
+        **info, "size": list(frame_size), "chunks": len(plan.chunks), "chunk_frames": plan.chunks[0][1] if plan.chunks
+        else 0, "warmup": plan.warmup, "executor": executor.description, "workers": executor.workers,
+    }  # fmt: skip
+    reused_ranges = set(done)
+    reused = len(done)
+    emit(callback, Started(total=source.frames, info=run_info))
+
+    def frames_done() -> int:
+        return sum(done.values())
+
+    def result(count: int, complete: bool) -> VideoResult:
+        details = dict(run_info)
+        details.update(
+            rendered=sum(n for r, n in done.items() if r not in reused_ranges),
+            reused=sum(n for r, n in done.items() if r in reused_ranges),
+            chunks_rendered=len(done) - reused, chunks_reused=reused,
+            audio=source.audio if (source.audio and not to_folder and out.suffix.lower() != ".gif") else None,
+            stability=None, notes=list(notes), frames_folder=str(work),
+        )  # fmt: skip
+        return fv.VideoResult(out, count, source.frames, source.fps, frame_size, watch(), complete, details)
+
+    def stitch(count: int) -> None:
+        # a chunk a worker finished after the cancel is on disk but not counted: take the counted prefix only
+        frames = itertools.islice(wv.stitch_frames(work, plan.chunks), count)
+        if not to_folder:
+            encode_video(frames, out, fps=source.fps, size=frame_size, audio_from=source, expect_frames=count)
+            return
+        ensure_folder(out)
+        for i, frame in enumerate(frames):
+            write_frame(out / FRAME_PATTERN.format(i + 1), frame)
+        for i, p in numbered_frames(out).items():
+            if i >= count:
+                p.unlink(missing_ok=True)  # a longer earlier run's frames
+        for part in stray_parts(out):
+            if FRAME_RE.match(part.name[1:].rsplit(".", 2)[0]):
+                part.unlink(missing_ok=True)
+
+    emit(callback, Progress(step=frames_done(), total=source.frames, elapsed=watch(), info={"reused": reused}))
+    try:
+        for got in executor.run(tasks, cancel=cancel):
+            value = got.value
+            done[(int(value["start"]), int(value["stop"]))] = int(value["frames"])
+            emit(callback, Progress(
+                step=frames_done(), total=source.frames, elapsed=watch(),
+                info={"chunks": len(done), "of": len(plan.chunks), "worker": got.worker, "attempts": got.attempts},
+            ))  # fmt: skip
+    except Cancelled as exc:
+        count = wv.prefix_frames(done, plan.chunks)
+        if count:
+            stitch(count)
+        elif make_work:
+            shutil.rmtree(work, ignore_errors=True)
+        exc.partial = result(count, False)
+        raise
+    count = wv.prefix_frames(done, plan.chunks)
+    if len(done) != len(plan.chunks):
+        raise ImageError(f"{len(plan.chunks) - len(done)} chunks of {out} were not made")  # an executor bug
+    if count != source.frames:
+        notes.append(f"decoded {count} frames where the container said {source.frames}")
+    stitch(count)
+    if not keep_frames:
+        shutil.rmtree(work, ignore_errors=True)
+    final = result(count, True)
+    emit(callback, Finished(result=final, elapsed=final.elapsed))
+    return final
+
+
 def video(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -407,6 +582,8 @@ def video(
     models: ModelCache | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    executor: Executor | None = None,
+    chunk_frames: int | None = None,
 ) -> VideoResult:
     """Stylise a video (mp4, mov, webm, gif, ...) or a folder of frames into a video or a folder of frames.
 
@@ -427,6 +604,13 @@ def video(
     frames, Finished (the VideoResult). ``cancel`` stops between frames: the frames made so far are encoded into a
     playable partial video at ``output`` (audio cut to its length) and ``Cancelled(partial)`` is raised,
     ``partial`` a VideoResult with ``complete=False`` (``frames`` 0 and no file when no frame was finished).
+
+    ``executor`` (from :func:`open_executor`): the frames are split into chunks of ``chunk_frames`` (default:
+    about four per worker) and each chunk is a task (:mod:`impasto.workers.video`): the chunk files go to
+    ``OUT.chunks/`` beside the output (on a Ray cluster a folder every node shares), are stitched in order with
+    the frame rate and audio kept, and ``resume`` skips the finished chunks (the saved chunk plan is kept,
+    whatever the number of workers). ``models`` is then unused: each worker keeps its own. Progress counts the
+    frames of finished chunks; ``cancel`` stops the job and encodes the finished chunks at the start.
     """
     import json
     import shutil
@@ -452,6 +636,7 @@ def video(
         write_frame,
         write_text,
     )
+    from .workers.video import CHUNK_MANIFEST
 
     watch = Stopwatch()
     if method is None:
@@ -486,8 +671,13 @@ def video(
         )
     if out.exists() and source.path.exists() and out.resolve() == source.path.resolve():
         raise ConfigError(f"the output {out} is the input; give another name")
-    work = out if to_folder else Path(f"{out}.frames")
-    manifest = work / VIDEO_MANIFEST
+    chunked = executor is not None
+    if not chunked and resume and (Path(f"{out}.chunks") / CHUNK_MANIFEST).is_file():
+        raise ConfigError(f"{out}.chunks holds the chunks of a run over workers; resume it with --workers N or --ray")
+    if chunk_frames is not None and chunk_frames < 1:
+        raise ConfigError(f"chunk frames must be at least 1, got {chunk_frames}")
+    work = Path(f"{out}.chunks") if chunked else out if to_folder else Path(f"{out}.frames")
+    manifest = work / (CHUNK_MANIFEST if chunked else VIDEO_MANIFEST)
     frame_size = fit_size(source.size, size)
     fingerprint = _video_fingerprint(
         source, method=method, layer=layer, styles=styles, style_weights=style_weights, preset=preset,
@@ -513,6 +703,8 @@ def video(
         if out.exists() and not out.is_dir():
             raise ConfigError(f"output folder {out} is a file, not a folder")
         theirs = [p for p in (out.iterdir() if out.is_dir() else ()) if p.name != VIDEO_MANIFEST]
+        if chunked and work.exists() and not work.is_dir():
+            raise ConfigError(f"{work} is a file; move it away (impasto keeps the chunks of a run there)")
         if theirs and not overwrite and not (resume and earlier):
             raise ConfigError(f"output folder {out} is not empty; pass --overwrite to write frames into it")
         if not out.parent.exists():
@@ -536,6 +728,15 @@ def video(
         )
     if source.audio and (to_folder or out.suffix.lower() == ".gif"):
         notes.append(f"the audio track ({source.audio}) is not kept: {'frames' if to_folder else 'a GIF'} has none")
+
+    if chunked:
+        assert executor is not None  # chunked means an executor was given
+        return _video_chunked(
+            executor, source, out, work, to_folder=to_folder, fingerprint=fingerprint, resume=resume and earlier,
+            chunk_frames=chunk_frames, styles=styles, frame_size=frame_size, stab=stab, device=device,
+            keep_frames=keep_frames, notes=notes, info={**model_info, "method": method, "stabilize": stab is not None},
+            callback=callback, cancel=cancel, watch=watch,
+        )  # fmt: skip
 
     # -- the work ------------------------------------------------------------------------------------------
     make_work = not work.exists()
@@ -621,6 +822,41 @@ def video(
     final = result(count, True, loop)
     emit(callback, Finished(result=final, elapsed=final.elapsed))
     return final
+
+
+# --- benchmarks (impasto.bench) ----------------------------------------------------------------------------
+
+
+def bench_sections(only: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """The benchmark sections ``only`` names (a comma list or names; None: all, in suite order): stylize, paint,
+    biggan, workers. ConfigError names an unknown one (checked before any work)."""
+    from .bench import parse_only
+
+    return parse_only(only)
+
+
+def bench(
+    only: str | Sequence[str] | None = None,
+    *,
+    quick: bool = False,
+    device: str = "auto",
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, object]:
+    """Run the benchmark suite on ``device`` (see :mod:`impasto.bench`): a JSON-ready dict with ``machine``,
+    ``quick`` and ``sections`` (each with ``weights`` -- installed, packaged or random of the real size --,
+    ``results`` rows and ``elapsed_s``). ``cancel`` raises ``Cancelled(partial)``, ``partial`` the same dict with
+    the sections finished so far. Events: Started, a Progress per finished section (``info["section"]``)."""
+    from .bench import run_bench
+
+    return run_bench(only, quick=quick, device=device, callback=callback, cancel=cancel)
+
+
+def bench_table(report: Mapping[str, object]) -> list[str]:
+    """A benchmark report (from :func:`bench`) as plain-text table lines."""
+    from .bench import table
+
+    return table(dict(report))
 
 
 # --- photo-realistic transfer (impasto.fast.photoreal) -----------------------------------------------------
@@ -813,7 +1049,11 @@ def _style_list(styles: ImageInput | Sequence[ImageInput]) -> list[Image.Image]:
 
 
 def _paint_inputs(
-    content: ImageInput, styles: ImageInput | Sequence[ImageInput], cfg: PaintConfig, init_image: ImageInput | None
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    cfg: PaintConfig,
+    init_image: ImageInput | None,
+    models: ModelCache | None = None,
 ) -> tuple[Image.Image, list[Image.Image], Image.Image | None]:
     """The content, style and init images of a painting run, loaded and checked against ``cfg``."""
     style_images = _style_list(styles)
@@ -821,7 +1061,23 @@ def _paint_inputs(
     content_image = _as_image(content)
     init = init_image if init_image is not None else cfg.init_image
     init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
+    if cfg.init == "stylized":  # made here: gatys may not import fast (the dependency points fast <- api)
+        init_pil = _stylized_start(content_image, style_images, cfg, models)
     return content_image, style_images, init_pil
+
+
+def _stylized_start(
+    content: Image.Image, styles: Sequence[Image.Image], cfg: PaintConfig, models: ModelCache | None = None
+) -> Image.Image:
+    """``init="stylized"``: Magenta's arbitrary network applied to ``content`` at ``cfg.image_size`` (longest side),
+    the styles' vectors blended by ``cfg``'s blend weights; an RGB PIL image (deterministic for given inputs, so a
+    resumed run's fingerprint matches). On the painting's first device; the networks stay in ``models``."""
+    from .fast.magenta import MagentaStylizer, StylizeOptions
+    from .gatys.multidevice import parse_devices
+
+    stylizer = MagentaStylizer(device=parse_devices(cfg.gpu)[0], models=default_models if models is None else models)
+    vector = stylizer.blend(list(styles), cfg.blend_weights(len(styles)))  # (1, 100)
+    return stylizer.with_vector(content, vector, StylizeOptions(size=cfg.image_size))
 
 
 def paint(
@@ -832,22 +1088,57 @@ def paint(
     init_image: ImageInput | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
+    score: bool = False,
+    models: ModelCache | None = None,
     **options: object,
 ) -> PaintResult:
     """Paint ``content`` in the style of ``styles`` by optimisation (Gatys et al.; neural-style-pt's options).
 
     ``styles``: a path, an image, a folder or a list of these. ``config``: a :class:`PaintConfig`; keyword
     ``options`` override its fields (``paint(c, s, num_iterations=200, seed=1)``). ``init_image`` (or
-    ``config.init_image``) is the start when ``init="image"``. Returns a PaintResult whose ``image`` is
-    (1, 3, H, W) RGB in [0, 1] (``pictures()``: as PIL), with ``elapsed`` and ``info``; events go to ``callback``
-    (Preview: an RGB PIL image, ``raw`` (3, H, W) in [0, 1]); ``cancel`` raises Cancelled whose ``partial`` is the
-    latest image, or None when no step was taken in this call.
+    ``config.init_image``) is the start when ``init="image"``; ``init="stylized"`` starts from Magenta's arbitrary
+    network's stylisation of the content at ``image_size`` (made here, kept in ``models``). Returns a PaintResult
+    whose ``image`` is (1, 3, H, W) RGB in [0, 1] (``pictures()``: as PIL), with ``elapsed`` and ``info``; events
+    go to ``callback`` (Preview: an RGB PIL image, ``raw`` (3, H, W) in [0, 1]); ``cancel`` raises Cancelled
+    whose ``partial`` is the latest image, or None when no step was taken in this call.
+
+    ``score=True``: ``result.info["scores"]`` holds the painting's quality scores, as :func:`score` gives them for
+    its saved 8-bit picture (content SSIM/PSNR; Gram, W2 and colour distances in the painting network's default
+    style layers; blend-weighted over several styles). The network is opened once and kept in ``models``
+    (default: :data:`default_models`) for both the painting and the scores: two extra forward passes. Should the
+    scoring fail (out of memory at print size, an image too small for the layers) the painting is still
+    returned, with ``info["scores"]`` None and ``info["scores_skipped"]`` saying why.
     """
     from .gatys.optimize import paint as _paint
 
     cfg = (config or PaintConfig()).replace(**options) if options else (config or PaintConfig())
-    content_image, style_images, init_pil = _paint_inputs(content, styles, cfg, init_image)
-    return _paint(content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel)
+    content_image, style_images, init_pil = _paint_inputs(content, styles, cfg, init_image, models)
+    if not score:
+        return _paint(content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel)
+    from .study.scoring import feature_source, score_paint_result
+
+    cache = models if models is not None else default_models
+    source = feature_source(cfg.model, cfg.model_file, disable_check=cfg.disable_check, models=cache)
+    result = _paint(
+        content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel, source=source
+    )
+    try:  # a painting is never lost to its scores: a failure here (memory, a tiny image) only skips them
+        result.info["scores"] = score_paint_result(result, content_image, style_images, source=source, models=cache)
+    except (ConfigError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "out of memory" not in str(exc):
+            raise
+        result.info["scores"] = None
+        result.info["scores_skipped"] = f"scores skipped: {exc}"
+    return result
+
+
+def paint_record(result: PaintResult, output: str | os.PathLike[str] | None = None) -> dict:
+    """A painting's settings and scores, JSON-ready (``impasto paint`` writes it to ``OUT.json``): ``output``,
+    ``settings`` (fields that differ from the defaults), ``config`` (every field), ``scores`` (None unless painted
+    with ``score=True``), ``seconds``, ``steps``, ``final_loss``, ``model``; infinities as strings."""
+    from .study.scoring import paint_record as _record
+
+    return _record(result, output)
 
 
 def paint_plan(config: PaintConfig) -> PaintPlan:
@@ -909,6 +1200,9 @@ def compare_optimizers(
     cancel: CancelToken | None = None,
     resume: SavedRecords | None = None,
     on_run: RunHook | None = None,
+    executor: Executor | None = None,
+    score: bool = True,
+    models: ModelCache | None = None,
     **paint_options: object,
 ) -> StudyResult:
     """Run several optimisers on one painting loss from one starting image; returns every record.
@@ -925,6 +1219,12 @@ def compare_optimizers(
     running optimiser at its next evaluation and raises ``Cancelled(partial=StudyResult)`` holding every finished
     run, the stopped one's records so far and the rest marked not run (``partial.complete`` is False). The result
     has ``elapsed`` (seconds), ``info``, ``fingerprint`` and ``pictures()`` (the final images as RGB PIL).
+
+    ``score`` (default True): each finished run's ``scores`` are its final image's quality scores (as
+    :func:`score` gives them, in the study's network, which ``models`` keeps loaded). ``executor``
+    (:func:`open_executor`): one task per optimiser (``"impasto.study.compare:run_optimizer"``), each building
+    the same loss and starting image, so the numbers equal the one-process study's (wall times aside); content
+    and style must then be paths every worker can read. Progress is then per optimiser (not per iteration).
     """
     import torch
 
@@ -955,9 +1255,22 @@ def compare_optimizers(
                 "run with the same settings, or pass --overwrite to start afresh"
             )
         done = {name: run for name, run in resume.runs.items() if name in study.optimizers}
-    problem = prepare(content_image, [style_image], cfg)
+    from .study.scoring import feature_source, score_picture, source_key
+
+    cache = models if models is not None else default_models
+    source = feature_source(cfg.model, cfg.model_file, disable_check=cfg.disable_check, models=cache)
+    problem = prepare(content_image, [style_image], cfg, source=source)
     objective = GatysObjective(problem)
     h, w = problem.content01.shape[-2:]
+
+    def scores_of(run: Run) -> dict:
+        from .media import tensor_to_pil
+
+        return score_picture(
+            tensor_to_pil(run.image), content_image, [style_image], source=source, name=source.display,
+            key=source_key(cfg.model, cfg.model_file, cfg.disable_check), device=problem.device, models=cache,
+        )  # fmt: skip
+
     info = {
         "preprocessing": problem.contract,
         "layers": list(problem.order),
@@ -969,11 +1282,17 @@ def compare_optimizers(
         "resumed": [name for name in study.optimizers if name in done],
     }
     try:
-        with torch.enable_grad():
-            result = compare(
-                objective, study, size=(w, h), seed=seed, callback=callback, cancel=cancel, done=done, on_run=on_run,
-                fingerprint=fingerprint,
+        if executor is not None:
+            result = _compare_over(
+                executor, content, style, study, cfg, done, size=(w, h), network=objective.network, seed=seed,
+                callback=callback, cancel=cancel, on_run=on_run, fingerprint=fingerprint, score=score,
             )  # fmt: skip
+        else:
+            with torch.enable_grad():
+                result = compare(
+                    objective, study, size=(w, h), seed=seed, callback=callback, cancel=cancel, done=done,
+                    on_run=on_run, fingerprint=fingerprint, score=scores_of if score else None,
+                )  # fmt: skip
     except Cancelled as exc:
         if exc.partial is not None:
             exc.partial.info.update(info)
@@ -982,6 +1301,35 @@ def compare_optimizers(
     result.info.update(info)
     result.elapsed = watch()
     return result
+
+
+def _compare_over(
+    executor: Executor, content: ImageInput, style: ImageInput, study: StudyConfig, cfg: PaintConfig,
+    done: Mapping[str, Run], *, size: tuple[int, int], network: str, seed: int, callback: Callback | None,
+    cancel: CancelToken | None, on_run: RunHook | None, fingerprint: Mapping[str, object], score: bool,
+) -> StudyResult:  # fmt: skip
+    """:func:`compare_optimizers` over an executor: one Task per optimiser not in ``done``."""
+    import dataclasses
+
+    from .study.compare import gather
+    from .study.report import run_from_dict
+
+    if isinstance(content, Image.Image) or isinstance(style, Image.Image):
+        raise ConfigError("a study over workers takes the content and style as file paths (every worker reads them)")
+    paint = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    plain = {f.name: getattr(study, f.name) for f in dataclasses.fields(study)}
+    plain["lr"] = dict(plain["lr"])
+    tasks = [
+        Task(key=name, fn="impasto.study.compare:run_optimizer", kwargs={
+            "content": os.path.abspath(os.fspath(content)), "style": os.path.abspath(os.fspath(style)),
+            "paint": paint, "study": plain, "optimizer": name, "score": score,
+        })
+        for name in study.optimizers if name not in done
+    ]  # fmt: skip
+    results = ((r.key, run_from_dict(r.value)) for r in executor.run(tasks, callback=callback, cancel=cancel))
+    return gather(  # the executor emits Started/Progress/Finished for the job
+        results, study, network=network, size=size, seed=seed, done=done, on_run=on_run, fingerprint=fingerprint
+    )
 
 
 def _study_fingerprint(
@@ -1069,6 +1417,84 @@ def study_index_html(pages: Sequence[tuple[str, str, StudyResult | None]]) -> st
     from .study.report import index_html, summary
 
     return index_html([(folder, title, None if r is None else summary(r)) for folder, title, r in pages])
+
+
+# --- sweeps (impasto.study.sweep) -------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from .study.sweep import SweepPlan, SweepResult
+
+
+def sweep_ranks() -> tuple[str, ...]:
+    """What a sweep can be ranked by: ``balanced`` (mean of the SSIM and W2 ranks), ssim, psnr, gram, w2,
+    color_swd, seconds."""
+    from .study.sweep import RANK_NAMES
+
+    return RANK_NAMES
+
+
+def sweep_grid_fields() -> list[str]:
+    """The PaintConfig fields a sweep's grid may vary."""
+    from .study.sweep import grid_fields
+
+    return sorted(grid_fields())
+
+
+def sweep_plan(
+    content: str | os.PathLike[str],
+    styles: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    grid: str | Sequence[str],
+    folder: str | os.PathLike[str],
+    config: PaintConfig | None = None,
+    *,
+    models: ModelCache | None = None,
+) -> SweepPlan:
+    """Check a sweep before any work: parse ``grid`` (``"style_weight=1e2,1e3 seed=0,1"``; list values joined with
+    ``+``; see :mod:`impasto.study.sweep`), build every entry's PaintConfig from ``config`` (the fixed settings)
+    and validate it (layer names against the network included), read the images. ``styles``: files or folders.
+    Raises ConfigError / ImageError (one sentence) and writes nothing."""
+    from .imaging import expand_inputs
+    from .study.sweep import plan_sweep
+
+    items = [styles] if isinstance(styles, (str, os.PathLike)) else list(styles)
+    style_paths = [str(p) for p in expand_inputs([os.fspath(s) for s in items])] if items else []
+    cache = models if models is not None else default_models
+    return plan_sweep(content, style_paths, config or PaintConfig(), grid, folder, models=cache)
+
+
+def sweep_check(plan: SweepPlan, *, resume: bool = False, overwrite: bool = False) -> list[dict | None]:
+    """Before any work: ``plan.folder`` is missing or empty, or ``resume`` continues the sweep there (an entry is
+    kept when its image and json were made with the same config and inputs; other settings are refused), or
+    ``overwrite`` paints every entry again. Returns the kept record (or None) per entry; writes nothing."""
+    from .study.sweep import check_folder
+
+    return check_folder(plan, resume=resume, overwrite=overwrite)
+
+
+def sweep(
+    plan: SweepPlan,
+    done: Sequence[dict | None] | None = None,
+    *,
+    rank_by: str = "balanced",
+    executor: Executor | None = None,
+    callback: Callback | None = None,
+    cancel: CancelToken | None = None,
+    on_entry: Callable[[dict, int, int], None] | None = None,
+    models: ModelCache | None = None,
+) -> SweepResult:
+    """Paint every entry of ``plan`` not in ``done`` (:func:`sweep_check`), each to ``FOLDER/<slug>.png`` with its
+    settings and scores in ``FOLDER/<slug>.png.json``, then write results.json, results.csv (ranked by ``rank_by``,
+    :func:`sweep_ranks`), contact-sheet.jpg and index.html. ``executor`` (:func:`open_executor`): one task per
+    entry (``"impasto.study.sweep:run_entry"``), which every worker must be able to read and write at the
+    plan's paths; None: in this process. Ctrl-C (``cancel``) raises Cancelled whose ``partial`` is the
+    SweepResult of what finished (results written, marked incomplete)."""
+    from .study.sweep import run_sweep
+
+    cache = models if models is not None else default_models
+    return run_sweep(
+        plan, list(done) if done is not None else [None] * len(plan.entries), rank_by=rank_by, executor=executor,
+        callback=callback, cancel=cancel, on_entry=on_entry, models=cache,
+    )  # fmt: skip
 
 
 # --- weight sets (impasto.zoo) -----------------------------------------------------------------------------
@@ -1445,3 +1871,101 @@ def interpolate(
     net = _biggan(model, device, precision, bn_stats, models)
     result = _interpolate(net, config, callback=callback, cancel=cancel)
     return replace(result, info={**result.info, "model": str(model)})
+
+
+# --- workers (impasto.workers) -----------------------------------------------------------------------------
+
+# Independent pieces of a job (a folder's photos, a batch's samples, a sweep's settings) as small picklable Tasks,
+# run by an Executor: this process (workers=1), a local process pool, or a Ray cluster (the `ray` extra).
+from .workers import Executor, Task, TaskResult, WorkerError, default_workers, open_executor  # noqa: E402, F401
+
+
+def stylize_tasks(
+    pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+    *,
+    styles: Sequence[str | os.PathLike[str]] = (),
+    style_weights: Sequence[float] | None = None,
+    preset: str | None = None,
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_color: bool = False,
+    device: str = "auto",
+    method: str | None = None,
+    layer: str = "r41",
+    working_size: int | str | None = DEFAULT_WORKING_SIZE,
+) -> list[Task]:
+    """One Task per (input photo, output path) for an Executor: each stylises its photo and writes its output.
+
+    Options as for :func:`stylize` (``working_size`` included), style images as paths (every worker reads
+    them). Everything is checked here, once, before any worker starts (options, method, linear weights
+    installed, style images readable); the method is decided here so every worker uses the same. The outputs
+    equal :func:`stylize`'s pixel for pixel at the same torch thread count.
+    """
+    from dataclasses import asdict
+
+    from .fast.magenta import StylizeOptions
+
+    # checks every option and reads the style images; loads no network
+    _stylize_setup(
+        styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
+        preserve_color=preserve_color, device=device, models=ModelCache(), method=method, layer=layer,
+        working_size=working_size,
+    )  # fmt: skip
+    chosen = stylize_method(method, layer=layer, preset=preset is not None)
+    opts = StylizeOptions(
+        size=size, strength=strength, preserve_color=preserve_color, working_size=parse_working_size(working_size)
+    )
+    options = asdict(opts)  # every field, so a worker builds the very same options
+    common = {
+        "styles": [os.fspath(os.path.abspath(s)) for s in styles], "style_weights": style_weights,
+        "preset": preset, "options": options, "method": chosen, "layer": layer, "device": device,
+    }  # fmt: skip
+    return [
+        Task(key=os.fspath(dest), fn="impasto.workers.tasks:stylize_image",
+             kwargs={"input": os.fspath(os.path.abspath(src)), "output": os.fspath(os.path.abspath(dest)), **common})
+        for src, dest in pairs
+    ]  # fmt: skip
+
+
+def generate_tasks(
+    class_names: str | int | Sequence[str | int],
+    paths: Mapping[int, str | os.PathLike[str]],
+    *,
+    samples: int,
+    seed: int,
+    truncation: float = 0.4,
+    model: str | os.PathLike[str] = "biggan-deep.256",
+    device: str = "auto",
+    precision: str = "auto",
+    bn_stats: str = "reference",
+    batch_size: int = 8,
+    meta: Mapping[str, object] | None = None,
+) -> list[Task]:
+    """Tasks that draw the BigGAN rows in ``paths`` (row ``i * samples + j`` -> its PNG path) and write them.
+
+    The rows are taken in order, ``batch_size`` to a task: the same batches :func:`generate` with ``skip`` = the
+    other rows draws, so each picture equals the single-process one bit for bit. ``meta`` goes into each PNG's
+    ``impasto`` text chunk with the row's class and sample (as ``impasto generate --each`` writes it). The seed
+    must be given (every task draws from it). Checked here: classes, counts, truncation.
+    """
+    from .gan.classes import resolve
+    from .gan.sampling import GenerateConfig
+
+    names = [class_names] if isinstance(class_names, (str, int)) else list(class_names)
+    classes = tuple(resolve(c) for c in names)
+    GenerateConfig(classes=classes, samples=samples, truncation=truncation, seed=seed, batch_size=batch_size
+                   ).validated()  # fmt: skip
+    rows = sorted(int(r) for r in paths)
+    common = {
+        "classes": list(classes), "samples": samples, "seed": seed, "truncation": truncation,
+        "model": os.fspath(model), "device": device, "precision": precision, "bn_stats": bn_stats,
+        "batch_size": batch_size, "meta": dict(meta or {}),
+    }  # fmt: skip
+    tasks = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        tasks.append(Task(
+            key=f"rows {chunk[0]}-{chunk[-1]}", fn="impasto.workers.tasks:generate_rows",
+            kwargs={"rows": chunk, "paths": {r: os.fspath(os.path.abspath(paths[r])) for r in chunk}, **common},
+        ))  # fmt: skip
+    return tasks

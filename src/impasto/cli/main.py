@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interpolate": ("interpolate", "BigGAN interpolation between two classes/seeds: GIF, MP4 or grid"),
     "classes": ("classes", "list or search the 1000 ImageNet classes BigGAN draws"),
     "score": ("score", "quality scores: content SSIM/PSNR, style Gram/W2 and colour distances"),
+    "sweep": ("sweep", "paint every combination of some settings: ranked results, contact sheet, index.html"),
+    "bench": ("bench", "the benchmark suite on this machine: stylise, paint, BigGAN, workers; JSON and a table"),
     "serve": ("serve", "the web studio: every capability in the browser, live previews, resumable jobs"),
 }
 

@@ -9,9 +9,9 @@ means the same thing for every network.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -246,8 +246,12 @@ def compare(
     done: Mapping[str, Run] | None = None,
     on_run: RunHook | None = None,
     fingerprint: Mapping[str, object] | None = None,
+    score: Callable[[Run], dict | None] | None = None,
 ) -> StudyResult:
     """Every optimiser in ``config`` on ``objective``, in order; Finished carries the StudyResult.
+
+    ``score(run)``: the quality scores of a finished run's final image, stored in ``run.scores`` before
+    ``on_run`` sees it.
 
     ``done``: runs already finished (a resumed study): they are kept as they are, not run again. ``on_run`` is
     called after each optimiser finishes with its Run and the study so far (every finished run). On ``cancel``
@@ -288,6 +292,8 @@ def compare(
                 stopped.status = STOPPED
             raise Cancelled("cancelled", partial=so_far(stopped)) from None
         run.status = FINISHED
+        if score is not None and run.image is not None:
+            run.scores = score(run)
         runs[name] = run
         if on_run is not None:
             on_run(run, StudyResult(
@@ -297,3 +303,93 @@ def compare(
     result = so_far()
     emit(callback, Finished(result=result, elapsed=result.elapsed))
     return result
+
+
+def gather(
+    results: Iterable[tuple[str, Run]],
+    config: StudyConfig,
+    *,
+    network: str,
+    size: tuple[int, int],
+    seed: int,
+    done: Mapping[str, Run] | None = None,
+    on_run: RunHook | None = None,
+    fingerprint: Mapping[str, object] | None = None,
+) -> StudyResult:
+    """A study from runs that finished elsewhere (one worker task per optimiser), in any order: ``results``
+    yields ``(entry, run)`` as each finishes; ``on_run`` is called for each as in :func:`compare`. Cancelled
+    (raised by ``results``) becomes ``Cancelled(partial=StudyResult)`` with the finished runs and the rest not run.
+    """
+    watch = Stopwatch()
+    runs: dict[str, Run] = dict(done or {})
+
+    def so_far(only_finished: bool = False) -> StudyResult:
+        out = [
+            runs[n] if n in runs else Run(optimizer=n, lr=config.rate(n), status=NOT_RUN)
+            for n in config.optimizers
+            if n in runs or not only_finished
+        ]
+        return StudyResult(
+            runs=out, network=network, size=size, seed=seed, iterations=config.iterations, elapsed=watch(),
+            fingerprint=dict(fingerprint or {}),
+        )  # fmt: skip
+
+    try:
+        for name, run in results:
+            if name in runs:  # a task retried after its worker died reports once
+                continue
+            run.status = FINISHED
+            runs[name] = run
+            if on_run is not None:
+                on_run(run, so_far(only_finished=True))
+    except Cancelled:
+        raise Cancelled("cancelled", partial=so_far()) from None
+    return so_far()
+
+
+def run_optimizer(
+    *,
+    content: str,
+    style: str,
+    paint: Mapping[str, object],
+    study: Mapping[str, object],
+    optimizer: str,
+    score: bool = True,
+) -> dict:
+    """Task function (``"impasto.study.compare:run_optimizer"``): one optimiser of a study in a worker.
+
+    ``paint``: the study's PaintConfig as a plain dict; ``study``: StudyConfig fields. Builds the same loss and
+    starting image as :func:`impasto.api.compare_optimizers` in one process (so the numbers are the same), runs
+    ``optimizer`` and returns the Run as :func:`impasto.study.report.run_to_dict` data, scores included.
+    """
+    from ..gatys.config import PaintConfig
+    from ..gatys.optimize import prepare
+    from ..imaging import load_image
+    from .objective import GatysObjective
+    from .report import run_to_dict
+    from .scoring import feature_source, score_picture, source_key
+
+    try:
+        from ..workers import worker_cancel, worker_device, worker_models
+    except ImportError:  # pragma: no cover - an older workers package
+        worker_models = None  # type: ignore[assignment]
+    models = worker_models() if worker_models is not None else None
+    cancel = worker_cancel() if worker_models is not None else None
+    cfg = PaintConfig(**dict[str, Any](paint))
+    if worker_models is not None and worker_device(cfg.gpu) != cfg.gpu:
+        cfg = cfg.replace(gpu=worker_device(cfg.gpu))
+    content_image, style_image = load_image(content), load_image(style)
+    source = feature_source(cfg.model, cfg.model_file, disable_check=cfg.disable_check, models=models)
+    problem = prepare(content_image, [style_image], cfg, source=source)
+    study_config = StudyConfig(**{k: (dict(cast(Mapping[str, Any], v)) if k == "lr" else v) for k, v in study.items()})  # type: ignore[arg-type]
+    with torch.enable_grad():
+        run = run_one(optimizer, GatysObjective(problem), study_config, None, cancel)
+    run.status = FINISHED
+    if score and run.image is not None:
+        from ..media import tensor_to_pil
+
+        run.scores = score_picture(
+            tensor_to_pil(run.image), content_image, [style_image], source=source, name=source.display,
+            key=source_key(cfg.model, cfg.model_file, cfg.disable_check), device=problem.device, models=models,
+        )  # fmt: skip
+    return run_to_dict(run)
