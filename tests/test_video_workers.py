@@ -212,7 +212,9 @@ def test_kill_9_then_resume_redoes_no_finished_chunk(tmp_path: Path, long_clip: 
     assert not out.exists()
     plan = wv.plan_chunks(40, 4)
     before = {r: (work / wv.chunk_name(*r)).stat().st_mtime_ns for r in wv.finished_chunks(work, plan)}
-    assert 3 <= len(before) < len(plan)
+    # on a quiet machine the workers may finish every chunk before the kill lands (the bar lags): the encode is
+    # then what was killed, and the resume must still redo no chunk
+    assert 3 <= len(before) <= len(plan)
 
     again = cli_proc.run(args)  # without --resume: refused in one line, nothing thrown away
     assert again.code == 2 and "--resume" in again.one_line_error()
