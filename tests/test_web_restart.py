@@ -24,6 +24,10 @@ import tiny_weights as tw  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+# steps in a job that is stopped half done: enough that a fast machine cannot finish it between the poll that sees
+# its first checkpoint and the signal (300 steps of the tiny network took under a second on a quiet machine)
+STEPS = 4000
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -120,7 +124,7 @@ def test_killed_server_resumes_its_job_from_the_checkpoint(world) -> None:  # no
     done = server.client.post("/api/jobs", json={"kind": "stylize", "params": {"content": photo, "preset": "3"}})
     finished_id = done.json()["id"]
     server.wait(finished_id, lambda rec: rec["state"] == "done")
-    job_id = submit_paint(server, iterations=400)
+    job_id = submit_paint(server, iterations=STEPS)
     before = server.wait(job_id, checkpointed(data, job_id))
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     with sqlite3.connect(data / "jobs.sqlite3") as db:  # what the killed server left: the job still "running"
@@ -133,9 +137,9 @@ def test_killed_server_resumes_its_job_from_the_checkpoint(world) -> None:  # no
     assert result.status_code == 200 and result.content.startswith(b"\x89PNG")
     assert job_id in listed
     resumed = again.wait(job_id, resumed_from_checkpoint)
-    assert before["progress"]["step"] - 5 <= resumed["progress"]["resumed_at"] < 400  # its checkpoint, not step 0
+    assert before["progress"]["step"] - 5 <= resumed["progress"]["resumed_at"] < STEPS  # its checkpoint, not step 0
     final = again.wait(job_id, lambda rec: rec["state"] == "done")
-    assert final["progress"]["step"] == 400 and [o["name"] for o in final["outputs"]] == ["result.png"]
+    assert final["progress"]["step"] == STEPS and [o["name"] for o in final["outputs"]] == ["result.png"]
     assert again.client.get(final["result_url"]).content.startswith(b"\x89PNG")
     assert again.stop(signal.SIGINT) in (0, 130)
 
@@ -143,7 +147,7 @@ def test_killed_server_resumes_its_job_from_the_checkpoint(world) -> None:  # no
 def test_ctrl_c_interrupts_the_running_job_and_the_next_start_resumes_it(world) -> None:  # noqa: ANN001
     data, weights, log = world
     server = Server(data, weights, log)
-    job_id = submit_paint(server, iterations=300)
+    job_id = submit_paint(server, iterations=STEPS)
     before = server.wait(job_id, checkpointed(data, job_id))
     code = server.stop(signal.SIGINT)
     assert code in (0, 130), log.read_text()
@@ -158,7 +162,7 @@ def test_ctrl_c_interrupts_the_running_job_and_the_next_start_resumes_it(world) 
     assert 5 <= resumed["progress"]["resumed_at"]
     assert resumed["progress"]["resumed_at"] >= before["progress"]["step"] - 5
     final = again.wait(job_id, lambda rec: rec["state"] == "done")
-    assert final["progress"]["step"] == 300
+    assert final["progress"]["step"] == STEPS
     assert again.stop(signal.SIGINT) in (0, 130)
 
 
