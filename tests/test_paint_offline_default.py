@@ -42,12 +42,13 @@ def test_offline_default_paints_toward_the_style(fresh_home) -> None:  # noqa: A
 
     assert r.model.startswith("mobilenetv2.magenta") and "not VGG" in r.model
     # The network's recommendations were used (no VGG values), with its own layers.
-    assert r.config.style_weight == magenta.PAINT_DEFAULTS["style_weight"]
+    assert (r.config.init, r.config.style_loss) == ("stylized", "w2")  # strokes: the fast network's start, W2
+    assert r.config.style_weight == magenta.STYLE_WEIGHTS["w2"]
     assert r.config.tv_weight == magenta.PAINT_DEFAULTS["tv_weight"]
     assert {f"style:{n}" for n in magenta.DEFAULT_STYLE_LAYERS} <= set(r.losses[0])
 
     first, last = _style_loss(r.losses[0]), _style_loss(r.losses[-1])
-    assert last < first / 50, (first, last)
+    assert last < first / 10, (first, last)  # from the stylised start: 29022 -> 1181 in 40 steps
 
     mean = lambda img: np.asarray(img, np.float32).reshape(-1, 3).mean(0) / 255  # noqa: E731
     painted = r.image[0].permute(1, 2, 0).numpy().reshape(-1, 3).mean(0)

@@ -117,8 +117,24 @@ def test_mobilenet_recommended_layers_exist_in_its_feature_network() -> None:
 
 def test_mobilenet_recommends_only_values_paint_accepts() -> None:
     """Every recommended value is a PaintConfig field and passes validation once resolved."""
-    names = set(PaintConfig.__dataclass_fields__)
+    names = set(PaintConfig.__dataclass_fields__) | {"style_weights"}  # a style weight per style loss
     assert set(magenta.PAINT_DEFAULTS) <= names, set(magenta.PAINT_DEFAULTS) - names
     resolved = PaintConfig().resolve(magenta.PAINT_DEFAULTS).validate()
-    for key in ("content_weight", "style_weight", "tv_weight", "lbfgs_line_search"):
+    for key in ("content_weight", "tv_weight", "lbfgs_line_search", "init", "style_loss"):
         assert getattr(resolved, key) == magenta.PAINT_DEFAULTS[key]
+    assert resolved.style_weight == magenta.STYLE_WEIGHTS[resolved.style_loss]
+
+
+def test_the_network_decides_init_style_loss_and_the_weight_that_goes_with_it() -> None:
+    """Left at "the network's": the MobileNetV2 paints from the stylised start with the W2 loss at its W2 weight;
+    VGG/NIN (no recommendation) get neural-style-pt's random start, Gram loss and weight 100. A loss the user
+    names gets the network's weight for that loss; a weight the user names is kept."""
+    mobile = PaintConfig().resolve(magenta.PAINT_DEFAULTS)
+    assert (mobile.init, mobile.style_loss, mobile.style_weight) == ("stylized", "w2", magenta.STYLE_WEIGHTS["w2"])
+    vgg = PaintConfig().resolve({})
+    assert (vgg.init, vgg.style_loss, vgg.style_weight, vgg.content_weight) == ("random", "gram", 100.0, 5.0)
+    gram = PaintConfig(style_loss="gram").resolve(magenta.PAINT_DEFAULTS)
+    assert (gram.init, gram.style_weight) == ("stylized", magenta.STYLE_WEIGHTS["gram"])
+    assert PaintConfig(style_weight=7.0).resolve(magenta.PAINT_DEFAULTS).style_weight == 7.0
+    assert PaintConfig(init="random").resolve(magenta.PAINT_DEFAULTS).init == "random"
+    assert PaintConfig(style_loss="w2").resolve({}).style_weight == 100.0  # VGG recommends no W2 weight

@@ -1055,29 +1055,22 @@ def _paint_inputs(
     init_image: ImageInput | None,
     models: ModelCache | None = None,
 ) -> tuple[Image.Image, list[Image.Image], Image.Image | None]:
-    """The content, style and init images of a painting run, loaded and checked against ``cfg``."""
+    """The content, style and init images of a painting run, loaded and checked against ``cfg`` (whose ``init``
+    is resolved: :meth:`PaintConfig.resolve_choices`)."""
+    from .fast.magenta import stylized_start
+    from .gatys.multidevice import parse_devices
+
     style_images = _style_list(styles)
     cfg.validate(num_styles=len(style_images))
     content_image = _as_image(content)
     init = init_image if init_image is not None else cfg.init_image
     init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
     if cfg.init == "stylized":  # made here: gatys may not import fast (the dependency points fast <- api)
-        init_pil = _stylized_start(content_image, style_images, cfg, models)
+        init_pil = stylized_start(
+            content_image, style_images, cfg.blend_weights(len(style_images)), cfg.image_size,
+            parse_devices(cfg.gpu)[0], default_models if models is None else models,
+        )  # fmt: skip
     return content_image, style_images, init_pil
-
-
-def _stylized_start(
-    content: Image.Image, styles: Sequence[Image.Image], cfg: PaintConfig, models: ModelCache | None = None
-) -> Image.Image:
-    """``init="stylized"``: Magenta's arbitrary network applied to ``content`` at ``cfg.image_size`` (longest side),
-    the styles' vectors blended by ``cfg``'s blend weights; an RGB PIL image (deterministic for given inputs, so a
-    resumed run's fingerprint matches). On the painting's first device; the networks stay in ``models``."""
-    from .fast.magenta import MagentaStylizer, StylizeOptions
-    from .gatys.multidevice import parse_devices
-
-    stylizer = MagentaStylizer(device=parse_devices(cfg.gpu)[0], models=default_models if models is None else models)
-    vector = stylizer.blend(list(styles), cfg.blend_weights(len(styles)))  # (1, 100)
-    return stylizer.with_vector(content, vector, StylizeOptions(size=cfg.image_size))
 
 
 def paint(
@@ -1110,15 +1103,19 @@ def paint(
     returned, with ``info["scores"]`` None and ``info["scores_skipped"]`` saying why.
     """
     from .gatys.optimize import paint as _paint
-
-    cfg = (config or PaintConfig()).replace(**options) if options else (config or PaintConfig())
-    content_image, style_images, init_pil = _paint_inputs(content, styles, cfg, init_image, models)
-    if not score:
-        return _paint(content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel)
     from .study.scoring import feature_source, score_paint_result
 
+    cfg = (config or PaintConfig()).replace(**options) if options else (config or PaintConfig())
+    cfg.validate()
     cache = models if models is not None else default_models
+    # the network first (kept in ``models``): its recommendations decide init and the style loss
     source = feature_source(cfg.model, cfg.model_file, disable_check=cfg.disable_check, models=cache)
+    cfg = cfg.resolve_choices(source.recommended)
+    content_image, style_images, init_pil = _paint_inputs(content, styles, cfg, init_image, cache)
+    if not score:
+        return _paint(
+            content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel, source=source
+        )
     result = _paint(
         content_image, style_images, cfg, init_image=init_pil, callback=callback, cancel=cancel, source=source
     )
@@ -1160,7 +1157,13 @@ def paint_resume_point(
     it starts from the beginning). Raises ConfigError when the checkpoint was made with other settings or inputs.
     Cheap (no network is loaded): callers use it to decide, before the work, whether outputs may be replaced."""
     from .gatys.optimize import resume_point
+    from .study.scoring import feature_source
 
+    if config.resume and (config.init is None or config.style_loss is None):  # as paint resolves them
+        source = feature_source(
+            config.model, config.model_file, disable_check=config.disable_check, models=default_models
+        )
+        config = config.validate().resolve_choices(source.recommended)
     content_image, style_images, init_pil = _paint_inputs(content, styles, config, init_image)
     return resume_point(content_image, style_images, config, init_image=init_pil)
 

@@ -318,6 +318,22 @@ class MagentaStylizer:
         return Image.fromarray(out)
 
 
+def stylized_start(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    weights: Sequence[float] | None,
+    size: int,
+    device: str | torch.device = "auto",
+    models: ModelCache | None = None,
+) -> Image.Image:
+    """The start of a painting with ``init="stylized"``: the arbitrary network applied to ``content`` at ``size``
+    (longest side), the styles' vectors blended by ``weights``; an RGB PIL image, deterministic for given inputs
+    (so a resumed run's fingerprint matches). The networks stay in ``models``."""
+    stylizer = MagentaStylizer(device=device, models=models)
+    vector = stylizer.blend(list(styles), weights)  # (1, 100)
+    return stylizer.with_vector(content, vector, StylizeOptions(size=size))
+
+
 def contact_sheet(
     stylizer: MagentaStylizer, photo: Image.Image, tile: int = 256, columns: int = 7, *,
     on_tile: Callable[[int], None] | None = None, cancel: CancelToken | None = None,

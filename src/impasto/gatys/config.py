@@ -44,12 +44,18 @@ def parse_memory(text: str | int) -> int:
 
 # neural-style-pt's values for the fields whose default is "the network's": a feature network may recommend others
 # (FeatureSource.recommended; the MobileNetV2 takes its values from impasto.nets.magenta.PAINT_DEFAULTS).
+# ``init`` and ``style_loss`` are the choices that decide what is painted (they are in a checkpoint's settings, see
+# :meth:`PaintConfig.resolve_choices`); the weights follow from them. A network may recommend a style weight per
+# style loss (``recommended["style_weights"]``, e.g. the W2 loss is ~10x the Gram loss at the same match).
 NEURAL_STYLE_DEFAULTS: dict[str, Any] = {
+    "init": "random",
+    "style_loss": "gram",
     "content_weight": 5.0,
     "style_weight": 100.0,
     "tv_weight": 1e-3,
     "lbfgs_line_search": "none",
 }
+_CHOICES = ("init", "style_loss")
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - "help" reads best here
@@ -94,11 +100,12 @@ class PaintConfig:
 
     Departures, none of which changes a VGG/NIN run:
 
-    * ``content_weight``, ``style_weight``, ``tv_weight``, ``lbfgs_line_search``, ``content_layers`` and
-      ``style_layers`` default to None, "what the feature network recommends" (:meth:`resolve`): for VGG and NIN
-      exactly neural-style-pt's 5, 100, 1e-3, no line search, ``relu4_2`` and ``relu1_1,...,relu5_1`` (NIN:
-      impasto's layer defaults, since upstream's VGG names do not exist there); the offline MobileNetV2 needs
-      other values.
+    * ``init``, ``style_loss``, ``content_weight``, ``style_weight``, ``tv_weight``, ``lbfgs_line_search``,
+      ``content_layers`` and ``style_layers`` default to None, "what the feature network recommends"
+      (:meth:`resolve`): for VGG and NIN exactly neural-style-pt's random init, Gram loss, 5, 100, 1e-3, no line
+      search, ``relu4_2`` and ``relu1_1,...,relu5_1`` (NIN: impasto's layer defaults, since upstream's VGG names
+      do not exist there); the offline MobileNetV2 needs other values (it paints strokes from the fast network's
+      stylised start with the W2 loss: :data:`impasto.nets.magenta.PAINT_DEFAULTS`).
     * ``gpu`` defaults to ``"auto"``: GPU 0 when there is one, else the CPU (upstream's ``0`` fails without CUDA).
     * ``model`` picks a registry weight set; ``model_file`` still takes any file.
     """
@@ -118,10 +125,10 @@ class PaintConfig:
     normalize_weights: bool = _f(False, "divide each layer's weight by the largest dimension of its target")
     normalize_gradients: bool = _f(False, "neural-style-pt's gradient scaling (scales each layer's gradient by w^2)")
     num_iterations: int = _f(1000, "number of optimisation steps")
-    init: str = _f(
-        "random",
+    init: str | None = _f(
+        None,
         "start from random noise, an image, or the fast network's stylised result: Magenta's arbitrary network "
-        "applied to the content at image_size (random|image|stylized)",
+        "applied to the content at image_size (random|image|stylized; default: the network's, random for VGG/NIN)",
     )
     init_image: str | None = _f(None, "image to start from with init=image (default: the content image)")
     optimizer: str = _f("lbfgs", "lbfgs or adam")
@@ -161,10 +168,10 @@ class PaintConfig:
     checkpoint_every: int = _f(0, "save a checkpoint every N steps (0: never)")
     checkpoint_path: str | None = _f(None, "checkpoint file (the CLI's default: OUT.ckpt beside the output)")
     resume: bool = _f(False, "continue from the checkpoint at checkpoint_path (from the start if none yet)")
-    style_loss: str = _f(
-        "gram",
+    style_loss: str | None = _f(
+        None,
         "style loss: gram (neural-style-pt's Gram matrices) or w2 (Wasserstein-2 distance between the features' "
-        "means and covariances, as crowsonkb's style-transfer-pytorch)",
+        "means and covariances, as crowsonkb's style-transfer-pytorch); default: the network's, gram for VGG/NIN",
     )
     average: bool = _f(False, "the result of each scale is an exponential moving average of its iterates")
     average_decay: float = _f(0.99, "decay of the moving average (average): closer to 1 averages more steps")
@@ -226,7 +233,10 @@ class PaintConfig:
             math.isfinite(self.style_scale) and self.style_scale > 0, f"style_scale must be > 0, not {self.style_scale}"
         )
         need(self.num_iterations >= 1, f"num_iterations must be at least 1, not {self.num_iterations}")
-        need(self.init in ("random", "image", "stylized"), f"init must be random, image or stylized, not {self.init!r}")
+        need(
+            self.init in (None, "random", "image", "stylized"),
+            f"init must be random, image or stylized, not {self.init!r}",
+        )
         need(self.optimizer in ("lbfgs", "adam"), f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         need(
             math.isfinite(self.learning_rate) and self.learning_rate > 0,
@@ -240,7 +250,7 @@ class PaintConfig:
         need(self.pooling in ("max", "avg"), f"pooling must be 'max' or 'avg', not {self.pooling!r}")
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         need(
-            self.style_loss in STYLE_LOSSES,
+            self.style_loss is None or self.style_loss in STYLE_LOSSES,
             f"style_loss must be one of {', '.join(STYLE_LOSSES)}, not {self.style_loss!r}",
         )
         need(
@@ -302,13 +312,29 @@ class PaintConfig:
             )
         return self
 
+    def resolve_choices(self, recommended: Mapping[str, Any] | None = None) -> PaintConfig:
+        """A copy with ``init`` and ``style_loss`` filled when None ("the network's") from ``recommended``, else
+        neural-style-pt's (random, gram). Done before anything is painted: the start image and the checkpoint's
+        settings depend on them."""
+        rec = recommended or {}
+        changes = {n: rec.get(n, NEURAL_STYLE_DEFAULTS[n]) for n in _CHOICES if getattr(self, n) is None}
+        return dataclasses.replace(self, **changes) if changes else self
+
     def resolve(self, recommended: Mapping[str, Any] | None = None) -> PaintConfig:
-        """A copy with every "the network's" field (None) filled from ``recommended``, else neural-style-pt's."""
+        """A copy with every "the network's" field (None) filled from ``recommended``, else neural-style-pt's.
+
+        The style weight is the network's for the resolved style loss (``recommended["style_weights"][loss]``),
+        else its single ``style_weight``, else neural-style-pt's 100."""
+        cfg = self.resolve_choices(recommended)
+        rec = recommended or {}
         changes = {}
         for name, fallback in NEURAL_STYLE_DEFAULTS.items():
-            if getattr(self, name) is None:
-                changes[name] = (recommended or {}).get(name, fallback)
-        return dataclasses.replace(self, **changes) if changes else self
+            if getattr(cfg, name) is None:
+                value = rec.get(name, fallback)
+                if name == "style_weight":
+                    value = dict(rec.get("style_weights") or {}).get(cfg.style_loss, value)
+                changes[name] = value
+        return dataclasses.replace(cfg, **changes) if changes else cfg
 
     def blend_weights(self, num_styles: int) -> list[float]:
         """Per-style weights normalised to sum to 1 (equal when none are given), as neural-style-pt does."""

@@ -935,6 +935,16 @@ def _checkpointing(
     return snapshot
 
 
+def _with_choices(config: PaintConfig, source: torch_formats.FeatureSource | None) -> PaintConfig:
+    """``config`` with ``init`` and ``style_loss`` resolved against the network's recommendations (the network is
+    opened only when one of them is left to it and no ``source`` is given)."""
+    if config.init is not None and config.style_loss is not None:
+        return config
+    if source is None:
+        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    return config.resolve_choices(source.recommended)
+
+
 def resume_point(
     content: Image.Image,
     styles: Sequence[Image.Image],
@@ -951,6 +961,7 @@ def resume_point(
     config = config.validate(num_styles=len(styles))
     if not config.resume:
         return None
+    config = _with_choices(config, None)
     snapshot = _checkpointing(config, _Scale(), checkpointer, content, styles, init_image)
     if snapshot is None:
         return None
@@ -1013,14 +1024,15 @@ def paint(
     from the last one -- refused with a ConfigError when the settings or input images differ.
     """
     config = (config or PaintConfig()).validate(num_styles=len(styles))
+    if source is None:  # opened once for all scales
+        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
+    config = _with_choices(config, source)  # before the checkpoint's settings are taken
     scales = scale_plan(config)
     total = sum(n for _, n in scales)
     run = _Scale(total=total, multi=len(scales) > 1, preview_at=frozenset(save_steps(config)))
     snapshot = _checkpointing(config, run, checkpointer, content, styles, init_image)
     start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
     clock = Stopwatch()
-    if source is None and len(scales) > 1:  # open the file once for all scales
-        source = torch_formats.open_feature_source(config.model, config.model_file, disable_check=config.disable_check)
     result: PaintResult | None = None
     with _cudnn_autotune(config, parse_devices(config.gpu)):
         for index, (size, iterations) in enumerate(scales):

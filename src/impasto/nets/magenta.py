@@ -353,13 +353,12 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("block3_expand",)
 # network's stylised result (init="stylized": Magenta's arbitrary network, which has strokes) and matching means
 # and covariances (style_loss="w2") keeps and grows the strokes: W2 0.71, SSIM 0.31, swirls like VGG's. The W2
 # loss is ~10x the Gram loss at the same match, so its weight is 1e4; W2 from random init at 1e4 loses the photo
-# (SSIM 0.09). "style_loss" and "init" take effect once PaintConfig.resolve fills them for fields left at "the
-# network's", and the style weight then comes from STYLE_WEIGHTS[style_loss]; until then "style_weight" stays the
-# Gram loss's (the loss paint uses by default), so no run gets a weaker style than before.
+# (SSIM 0.09). So "init" and "style_loss" left at "the network's" resolve to stylized and w2 here, and the style
+# weight to STYLE_WEIGHTS[style_loss] (PaintConfig.resolve): 1e4 for w2, 1e5 when a user asks for the Gram loss.
 STYLE_WEIGHTS: dict[str, float] = {"gram": 1e5, "w2": 1e4}  # style_weight per style_loss (see above)
 PAINT_DEFAULTS: dict[str, object] = {
     "content_weight": 1.0,
-    "style_weight": STYLE_WEIGHTS["gram"],
+    "style_weights": STYLE_WEIGHTS,
     "tv_weight": 3e-5,
     "lbfgs_line_search": "strong_wolfe",
     "content_layers": DEFAULT_CONTENT_LAYERS,

@@ -317,7 +317,7 @@ def plan_sweep(
                 source.check_layers(list(cfg.style_layers or source.default_style_layers), "style layer")
             except ConfigError as exc:
                 raise ConfigError(f"grid entry {entry.label()}: {exc}") from None
-        configs.append(_jsonable_config(cfg))
+        configs.append(_jsonable_config(cfg.resolve_choices(source.recommended)))  # the start and loss it paints
     varied = {a.name for a in axes}
     network = {"model": None, "model_file": None}
     if not varied & {"model", "model_file"}:  # one network for all: score in it; else in the default one
@@ -436,6 +436,7 @@ def run_entry(
     ``models``: where networks stay loaded (default: this worker's cache). ``cancel``/``callback`` (in-process
     only): passed to the painting.
     """
+    from ..fast.magenta import stylized_start
     from ..gatys.config import PaintConfig
     from ..gatys.multidevice import parse_devices
     from ..gatys.optimize import paint
@@ -450,8 +451,14 @@ def run_entry(
         cfg = cfg.replace(gpu=device_of(cfg.gpu))
     content_image = load_image(content)
     style_images = [load_image(s) for s in styles]
-    init = load_image(cfg.init_image) if (cfg.init == "image" and cfg.init_image is not None) else None
     source = feature_source(cfg.model, cfg.model_file, disable_check=cfg.disable_check, models=models)
+    cfg = cfg.resolve_choices(source.recommended)
+    init = load_image(cfg.init_image) if (cfg.init == "image" and cfg.init_image is not None) else None
+    if cfg.init == "stylized":
+        init = stylized_start(
+            content_image, style_images, cfg.blend_weights(len(style_images)), cfg.image_size,
+            parse_devices(cfg.gpu)[0], models,
+        )  # fmt: skip
     result = paint(content_image, style_images, cfg, init_image=init, source=source, cancel=cancel, callback=callback)
     picture = tensor_to_pil(result.image)
     out = Path(output)

@@ -83,7 +83,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "content": None, "styles": [], "style_blend_weights": None, "image_size": 384, "num_iterations": 300,
         "content_weight": None, "style_weight": None, "tv_weight": None, "optimizer": "lbfgs",
         "learning_rate": 1.0, "model": None, "scales": None, "fast": False, "seed": 0, "preview_every": 10,
-        "original_colors": False, "init": "random", "pooling": "max", "style_scale": 1.0,
+        "original_colors": False, "init": None, "pooling": "max", "style_scale": 1.0,
     },
     "video": {
         "content": None, "styles": [], "style_weights": None, "preset": None, "method": "magenta", "size": None,
