@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned, so pip takes the CPU wheel on disk instead of a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# the reference LPIPS package, for tests/test_lpips.py only; --no-deps because its declared dependencies pull
+	# torchvision (which cannot be imported here; the test hands it a stub torchvision)
+	$(BIN)/python -m pip install -q --no-deps lpips==0.1.4
 	touch $(STAMP)
 
 # the demo's extra (scikit-image's sample photos) on top of the test setup; redone when pyproject.toml changes

@@ -164,7 +164,7 @@ def fails(capsys: pytest.CaptureFixture[str], argv: list[str], code: int, *words
         (["models", "info", "vgg91.caffe"], ["unknown weight set 'vgg91.caffe'", "did you mean vgg19.caffe"]),
         (["models", "download", "nin.cafe"], ["unknown weight set 'nin.cafe'", "did you mean nin.caffe"]),
         (["models", "path", "biggan-deep.257"], ["unknown weight set", "biggan-deep.256"]),
-        (["models", "import", "zzz", "x.pth"], ["unknown weight set 'zzz'", "known: biggan-deep.128"]),
+        (["models", "import", "zzz", "x.pth"], ["unknown weight set 'zzz'", "known: alexnet.torch, biggan-deep.128"]),
         (["models", "info"], ["required: name"]),
         (["models", "import", "nin.caffe"], ["required: file"]),
         (["models", "frobnicate"], ["invalid choice: 'frobnicate'"]),

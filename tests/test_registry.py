@@ -33,7 +33,8 @@ def _install_tiny(ws: registry.WeightSet) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if ws.kind in ("vgg19", "vgg16"):
         blocks = tw.VGG19_BLOCKS if ws.kind == "vgg19" else tw.VGG16_BLOCKS
-        tw.write(tw.vgg_state(blocks=blocks), folder / ws.files[0])
+        widths = (64, 128, 256, 512, 512) if ws.name == "vgg16.torch" else (4, 6, 8, 8, 8)  # LPIPS-VGG's trunk
+        tw.write(tw.vgg_state(blocks=blocks, widths=widths), folder / ws.files[0])
     elif ws.kind == "nin":
         tw.write(tw.nin_state(), folder / ws.files[0])
     elif ws.kind == "biggan-deep":
@@ -51,6 +52,22 @@ def _install_tiny(ws: registry.WeightSet) -> None:
         biggan_tiny.write_dir(folder, cfg=cfg)
     elif ws.kind.startswith("linear-"):  # LinearStyleTransfer's reference-format files, full-size random networks
         linear_tiny.write_all(folder, ws.files)
+    elif ws.kind == "alexnet":  # torchvision's layout at its real widths (LPIPS's lin layers fix them)
+        gen = torch.Generator().manual_seed(0)
+        sd, cin = {}, 3
+        for pos, cout, k in ((0, 64, 11), (3, 192, 5), (6, 384, 3), (8, 256, 3), (10, 256, 3)):
+            sd[f"features.{pos}.weight"] = torch.randn(cout, cin, k, k, generator=gen) * (2 / (cin * k * k)) ** 0.5
+            sd[f"features.{pos}.bias"] = torch.zeros(cout)
+            cin = cout
+        tw.write(sd, folder / ws.files[0])
+    elif ws.kind == "lpips-linear":  # the lin file and, through the same code, its trunk
+        from impasto.nets.lpips import ALEX_CHANNELS, VGG_CHANNELS
+
+        trunk = registry.get(ws.extra["trunk"])
+        _install_tiny(trunk)
+        channels = ALEX_CHANNELS if trunk.kind == "alexnet" else VGG_CHANNELS
+        tw.write({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(channels)},
+                 folder / ws.files[0])  # fmt: skip
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -92,6 +109,19 @@ def test_every_entry_builds_and_runs(name, fresh_home):  # noqa: ANN001
         else:  # the SPN: its guidance network (the propagation itself is tested with the photo-real path)
             gates = mods[0].guidance(x)
             assert len(gates) == 12 and all(g.shape == (1, 32, 32, 48) for g in gates)
+        return
+    if ws.kind in ("alexnet", "lpips-linear"):
+        from impasto.nets.lpips import ALEX_TAPS, AlexNet
+        from impasto.zoo import lpips_format
+
+        if ws.kind == "alexnet":
+            net = AlexNet()
+            net.load_state_dict(lpips_format.check_alexnet(torch.load(store.files_for(ws)[0], weights_only=True), name))
+            feats = net.features(x, ALEX_TAPS)
+            assert feats["relu5"].shape == (1, 256, 3, 5)
+        else:
+            d = lpips_format.load_lpips(name.split(".")[1])(x, x.flip(-1))
+            assert d.shape == (1,) and torch.isfinite(d).all() and d.item() > 0
         return
     from impasto.zoo import magenta_onnx
 
@@ -144,7 +174,7 @@ def test_a_format_removed_from_the_checkers_is_not_silently_unchecked(monkeypatc
 def test_unknown_name_suggests_close_ones() -> None:
     with pytest.raises(UnknownModelError, match=r"did you mean vgg19\.caffe") as err:
         registry.get("vgg19.cafe")
-    assert "known: biggan-deep.128" in str(err.value)
+    assert "known: alexnet.torch, biggan-deep.128" in str(err.value)
     with pytest.raises(UnknownModelError) as err:
         registry.get("completely-different")
     assert "did you mean" not in str(err.value)

@@ -932,8 +932,27 @@ def photoreal(
 
 # --- quality scores (impasto.score) ------------------------------------------------------------------------
 
-# LPIPS needs pretrained weights (and torchvision for torchmetrics' version); the zoo has no LPIPS entry yet
-LPIPS_UNAVAILABLE = "LPIPS skipped: no LPIPS weights are installed through the zoo (see 'impasto models list')"
+# LPIPS: impasto's own implementation (impasto.nets.lpips; torchmetrics' and piq's need torchvision), weights
+# through the zoo: lpips.alex + alexnet.torch, or lpips.vgg + vgg16.torch
+LPIPS_NETS = ("alex", "vgg")
+
+
+def lpips_skip_reason(net: str = "alex") -> str:
+    """The one-line reason ``score(lpips=...)`` skips LPIPS: the weight sets missing and the commands to add them."""
+    from .zoo.lpips_format import missing_message
+
+    return "LPIPS skipped: " + (missing_message(net) or "its weights are not installed")
+
+
+def _lpips_net(lpips: bool | str | None) -> str | None:
+    """``lpips`` as a network name: None (off), "alex" (True) or "vgg"; ConfigError for anything else."""
+    if lpips is None or lpips is False:
+        return None
+    if lpips is True:
+        return "alex"
+    if isinstance(lpips, str) and lpips in LPIPS_NETS:
+        return lpips
+    raise ConfigError(f"lpips must be True, False or one of {', '.join(LPIPS_NETS)}, not {lpips!r}")
 
 
 def _score_source(network: str | os.PathLike[str] | None):  # noqa: ANN202
@@ -961,7 +980,7 @@ def score(
     content: ImageInput | None = None,
     style: ImageInput | None = None,
     network: str | os.PathLike[str] | None = None,
-    lpips: bool = False,
+    lpips: bool | str = False,
     device: str = "auto",
 ) -> dict:
     """Quality scores of ``output`` (see :mod:`impasto.score` for the formulas) as a JSON-ready dict:
@@ -972,8 +991,10 @@ def score(
     ``style_scale=1``); Gram and Gaussian W2 distances in ``network``'s default style layers, averaged, and the
     colour sliced Wasserstein distance. ``network``: a registry name or a VGG/NIN ``.pth`` file; default: the
     network ``paint`` uses by default (``vgg19.caffe`` when installed, else ``mobilenetv2.magenta``).
-    ``lpips=True``: adds ``content["lpips"]`` where LPIPS weights are installed through the zoo; otherwise the
-    result has ``"skipped": {"lpips": reason}``.
+    ``lpips``: True (= "alex") or "vgg" adds ``content["lpips"]``, LPIPS v0.1 (Zhang et al. 2018) of the output
+    and the resized content photo, where its weight sets are installed (``lpips.alex`` + ``alexnet.torch``, or
+    ``lpips.vgg`` + ``vgg16.torch``); otherwise the result has ``"skipped": {"lpips": reason}`` (one line naming
+    the commands that install them).
     """
     import torch
 
@@ -984,15 +1005,34 @@ def score(
 
     if content is None and style is None:
         raise ConfigError("score needs a content photo and/or a style image to compare the output with")
+    lpips_net = _lpips_net(lpips)
     dev = resolve_device(device)
     out_image = _as_image(output)
     out = pil_to_tensor(out_image)  # (1, 3, H, W) in [0, 1]
     result: dict = {"content": None, "style": None, "network": None}
     if content is not None:
-        result["content"] = S.content_scores(out, pil_to_tensor(_as_image(content)))
-        if lpips:
-            result["skipped"] = {"lpips": LPIPS_UNAVAILABLE}
-    elif lpips:
+        content01 = pil_to_tensor(_as_image(content))
+        result["content"] = S.content_scores(out, content01)
+        if lpips_net is not None:
+            from .zoo import lpips_format
+
+            if lpips_format.missing_sets(lpips_net):
+                result["skipped"] = {"lpips": lpips_skip_reason(lpips_net)}
+            else:
+                net_name: str = lpips_net
+                model = default_models.get(
+                    ("lpips", net_name, str(dev)), lambda: lpips_format.load_lpips(net_name, dev)
+                )
+                try:
+                    result["content"]["lpips"] = S.lpips_distance(model, out, content01)
+                except RuntimeError as exc:
+                    if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
+                        raise
+                    raise ConfigError(
+                        f"the output ({out_image.size[0]}x{out_image.size[1]}) is too small for LPIPS ({net_name}); "
+                        "score a larger image"
+                    ) from None
+    elif lpips_net is not None:
         raise ConfigError("lpips compares the output with the content photo; give content= too")
     if style is not None:
         style_image = _as_image(style)

@@ -14,6 +14,9 @@ does that). Images are (1, 3, H, W) RGB float in [0, 1].
     covariance over positions), :func:`gaussian_w2`.
 
 * Colour distance (:func:`color_swd`): the sliced Wasserstein-1 distance of the pixel colours, RGB in [0, 1].
+* Perceptual distance (:func:`lpips_distance`): LPIPS v0.1 (Zhang et al., CVPR 2018) of the output and the
+  content photo resized to the output's size, with a loaded :class:`impasto.nets.lpips.LPIPS` (AlexNet or VGG-16
+  trunk; 0 for identical images, larger is less alike).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "feature_stats",
     "gaussian_w2",
     "gram_distance",
+    "lpips_distance",
     "luminance",
     "projection_directions",
     "style_scores",
@@ -74,6 +78,26 @@ def content_scores(output: torch.Tensor, content: torch.Tensor) -> dict[str, flo
     mse = float(torch.mean((y_out - y_ref) ** 2))
     psnr = math.inf if mse == 0.0 else float(peak_signal_noise_ratio(y_out, y_ref, data_range=1.0))
     return {"ssim": float(ssim), "psnr": psnr}  # type: ignore[arg-type]
+
+
+def lpips_distance(model: torch.nn.Module, output: torch.Tensor, content: torch.Tensor) -> float:
+    """LPIPS of ``output`` against ``content`` ((1, 3, H, W) in [0, 1]) with ``model``
+    (:class:`impasto.nets.lpips.LPIPS`), in float32 on the model's device.
+
+    ``content`` is resized to the output's size first exactly as in :func:`content_scores` (bicubic, antialiased,
+    clamped to [0, 1]).
+    """
+    _check_image(output, "output")
+    _check_image(content, "content")
+    out = output.detach().to(torch.float64)
+    ref = content.detach().to(torch.float64)
+    if ref.shape[-2:] != out.shape[-2:]:
+        ref = F.interpolate(ref, size=out.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+        ref = ref.clamp(0, 1)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        d = model(out.to(device, torch.float32), ref.to(device, torch.float32))  # (1,)
+    return float(d[0])
 
 
 def gram_distance(a: torch.Tensor, b: torch.Tensor) -> float:

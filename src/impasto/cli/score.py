@@ -1,7 +1,8 @@
 """``impasto score OUT --content C --style S [--json]``: quality scores to rank results.
 
 Content fidelity (SSIM, PSNR on luminance), style distance (Gram, Gaussian W2 in the painting network's style
-layers, colour sliced Wasserstein); see :mod:`impasto.score`. ``--json`` prints one JSON object; a PSNR of
+layers, colour sliced Wasserstein) and, with ``--lpips [alex|vgg]``, LPIPS against the content; see
+:mod:`impasto.score`. ``--json`` prints one JSON object; a PSNR of
 identical images is infinite and is written as the string ``"inf"`` (JSON has no infinity).
 """
 
@@ -26,8 +27,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help="feature network for the style distances: a registry name or a VGG/NIN .pth file "
                         "(default: the one 'impasto paint' uses)")  # fmt: skip
     p.add_argument(
-        "--lpips", action="store_true", help="also LPIPS against the content, where its weights are installed"
-    )
+        "--lpips", nargs="?", const="alex", default=None, choices=("alex", "vgg"), metavar="{alex,vgg}",
+        help="also LPIPS against the content (AlexNet trunk unless 'vgg'), where its weights are installed",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_device(p)
 

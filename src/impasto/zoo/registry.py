@@ -21,6 +21,10 @@ TORCH_RGB = "torch-rgb"  # RGB in [0, 1], minus ImageNet mean (0.485, 0.456, 0.4
 UNIT_RGB = "rgb-01"  # RGB in [0, 1], nothing else (Magenta networks take NHWC in the ONNX file; impasto NCHW)
 BIGGAN = "biggan"  # a generator: no input image; output RGB in [-1, 1]
 
+# Upstream formats of the LPIPS weight sets (impasto.zoo.lpips_format)
+ALEXNET_TORCHVISION = "torch-alexnet-torchvision"  # torchvision's alexnet-owt-7be5be79.pth: features.* + classifier.*
+LPIPS_LINEAR = "lpips-linear"  # the lpips package's weights/v0.1/{alex,vgg}.pth: lin{i}.model.1.weight (1, C, 1, 1)
+
 
 @dataclass(frozen=True)
 class WeightSet:
@@ -198,6 +202,68 @@ register(
         upstream_format="torch-vgg-torchvision",
     )
 )
+
+
+register(
+    WeightSet(
+        name="vgg16.torch",
+        kind="vgg16",
+        description="torchvision's ImageNet VGG-16 (RGB [0,1] with ImageNet mean/std); the trunk of LPIPS-VGG",
+        urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
+        files=("vgg16-397923af.pth",),
+        sha256=(None,),
+        sha256_prefix=("397923af",),
+        size=(None,),
+        licence="BSD-3-Clause (torchvision)",
+        paper=_VGG_PAPER,
+        preprocessing=TORCH_RGB,
+        upstream_format="torch-vgg-torchvision",
+    )
+)
+
+
+# --- LPIPS (the lpips package's v0.1 linear layers on torchvision trunks; impasto.zoo.lpips_format) -----------
+_LPIPS_PAPER = (
+    "Zhang, Isola, Efros, Shechtman, Wang, The Unreasonable Effectiveness of Deep Features as a Perceptual "
+    "Metric, CVPR 2018"
+)
+register(
+    WeightSet(
+        name="alexnet.torch",
+        kind="alexnet",
+        description="torchvision's ImageNet AlexNet (RGB [0,1] with ImageNet mean/std); the trunk of LPIPS-Alex",
+        urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+        files=("alexnet-owt-7be5be79.pth",),
+        sha256=(None,),
+        sha256_prefix=("7be5be79",),
+        size=(None,),
+        licence="BSD-3-Clause (torchvision)",
+        paper="Krizhevsky, One weird trick for parallelizing convolutional neural networks, 2014",
+        preprocessing=TORCH_RGB,
+        upstream_format=ALEXNET_TORCHVISION,
+    )
+)
+_LPIPS_RAW = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/"
+for _net, _trunk, _sha, _size in (
+    ("alex", "alexnet.torch", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", 6009),
+    ("vgg", "vgg16.torch", "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868", 7289),
+):
+    register(
+        WeightSet(
+            name=f"lpips.{_net}",
+            kind="lpips-linear",
+            description=f"LPIPS v0.1 linear layers on {_trunk} (perceptual distance; needs {_trunk} too)",
+            urls=(_LPIPS_RAW + f"{_net}.pth",),
+            files=(f"{_net}.pth",),
+            sha256=(_sha,),
+            size=(_size,),
+            licence="BSD-2-Clause (richzhang/PerceptualSimilarity)",
+            paper=_LPIPS_PAPER,
+            preprocessing=UNIT_RGB,  # impasto's LPIPS takes RGB [0, 1] (maps it to [-1, 1] and scales inside)
+            upstream_format=LPIPS_LINEAR,
+            extra={"trunk": _trunk},
+        )
+    )
 
 
 # --- BigGAN-deep (pytorch-pretrained-BigGAN's PyTorch conversion of DeepMind's TF Hub generators) ------------

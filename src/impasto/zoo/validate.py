@@ -47,6 +47,8 @@ CHECKERS: dict[str, Callable[[WeightSet, list[Path]], None]] = {
     "torch-vgg-torchvision": _lazy("torch_formats", "check_weight_set"),
     "biggan-pytorch": _lazy("biggan_format", "check_weight_set"),
     "linear-pth": _lazy("linear_format", "check_weight_set"),  # LinearStyleTransfer's models.zip files
+    "torch-alexnet-torchvision": _lazy("lpips_format", "check_weight_set"),  # LPIPS's AlexNet trunk
+    "lpips-linear": _lazy("lpips_format", "check_weight_set"),  # the lpips package's weights/v0.1/*.pth
 }
 
 # Upstream formats whose files do not arrive one URL per file: their converter module imports and downloads them
