@@ -175,6 +175,21 @@ def test_ctrl_c_in_presets_writes_no_sheet_and_exits_130(tmp_path: Path):
     assert stray_parts(tmp_path) == []
 
 
+def test_ctrl_c_inside_one_large_native_image_stops_between_its_tiles(tmp_path: Path):
+    """A photo over the tiling threshold painted natively runs tile by tile; Ctrl-C lands inside it, and the run
+    stops at the next tile (exit 130) instead of finishing the image: no output, no temporary left."""
+    tw.image(tmp_path / "big.png", size=(2100, 2100), seed=3)  # 4.4 M pixels: over fast.tiling.TILE_ABOVE
+    out = tmp_path / "big_stylized.png"
+    run = cli_proc.Running(["--debug", "stylize", tmp_path / "big.png", "--preset", "3", "--working-size", "native",
+                            "-o", out])  # fmt: skip
+    run.wait_for(r"natively in \d+-px tiles")  # the tiled render has begun (its log line, with --debug)
+    run.send(signal.SIGINT)
+    done = run.finish()
+    assert done.code == 130, done.err
+    assert not out.exists()  # before, the whole image was finished (and written) before the signal was seen
+    assert stray_parts(tmp_path) == []
+
+
 # --- kill -9: no torn file at any output name; --resume makes the rest without touching the finished ones ------
 
 

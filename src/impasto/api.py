@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Union
 
 from PIL import Image
 
-from .errors import ConfigError
+from .errors import Cancelled, ConfigError
 from .events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from .imaging import load_image
 from .modelcache import ModelCache
@@ -73,7 +73,7 @@ def stylize_method(method: str | None = None, *, layer: str = "r41", preset: boo
 def _stylize_setup(
     *, styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None, size: int | None,
     strength: float, preserve_color: bool, device: str, models: ModelCache | None, method: str | None = None,
-    layer: str = "r41", working_size: int | str | None = None,
+    layer: str = "r41", working_size: int | str | None = None, cancel: CancelToken | None = None,
 ) -> tuple[MagentaStylizer | LinearStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
     """Check every option and read the style images (no network is loaded yet).
 
@@ -91,7 +91,7 @@ def _stylize_setup(
     opts.validate()
     if stylize_method(method, layer=layer, preset=preset is not None) == "linear":
         return _linear_setup(styles, style_weights, preset, opts, device, models, layer)
-    stylizer = MagentaStylizer(device=device, models=default_models if models is None else models)
+    stylizer = MagentaStylizer(device=device, models=default_models if models is None else models, cancel=cancel)
     if preset is not None:
         weights = parse_presets(preset)
 
@@ -177,7 +177,10 @@ def _stylize_stream(
     for i, item in enumerate(items):
         if cancel is not None:
             cancel.check(partial=so_far())  # between images: everything handed over so far is complete
-        out = render(_as_image(item))
+        try:
+            out = render(_as_image(item))
+        except Cancelled:  # inside a large image (between its tiles): the images handed over so far are complete
+            raise Cancelled("cancelled", partial=so_far()) from None
         count += 1
         if keep:
             kept.append(out)
@@ -222,7 +225,7 @@ def stylize_each(
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
         preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
-        working_size=working_size,
+        working_size=working_size, cancel=cancel,
     )  # fmt: skip
     items = [contents] if isinstance(contents, (str, os.PathLike, Image.Image)) else contents
     total = len(items) if isinstance(items, Sized) else 0
@@ -269,7 +272,7 @@ def stylize(
     setup = _stylize_setup(
         styles=styles, style_weights=style_weights, preset=preset, size=size, strength=strength,
         preserve_color=preserve_color, device=device, models=models, method=method, layer=layer,
-        working_size=working_size,
+        working_size=working_size, cancel=cancel,
     )  # fmt: skip
     items: list[ImageInput]
     if isinstance(content, (str, os.PathLike, Image.Image)):
@@ -428,7 +431,7 @@ def _video_chunked(
     import shutil
     from pathlib import Path
 
-    from .errors import Cancelled, ImageError
+    from .errors import ImageError
     from .fast import video as fv
     from .media import (
         FRAME_PATTERN,
@@ -616,7 +619,6 @@ def video(
     import shutil
     from pathlib import Path
 
-    from .errors import Cancelled
     from .fast import video as fv
     from .imaging import fit_size
     from .media import (
@@ -996,67 +998,25 @@ def score(
     ``lpips.vgg`` + ``vgg16.torch``); otherwise the result has ``"skipped": {"lpips": reason}`` (one line naming
     the commands that install them).
     """
-    import torch
-
-    from . import score as S
     from .devices import resolve_device
-    from .gatys.preprocess import neural_style_size, preprocess, resize_like_neural_style
-    from .imaging import pil_to_tensor
+    from .study.scoring import score_picture
 
     if content is None and style is None:
         raise ConfigError("score needs a content photo and/or a style image to compare the output with")
     lpips_net = _lpips_net(lpips)
+    if lpips_net is not None and content is None:
+        raise ConfigError("lpips compares the output with the content photo; give content= too")
     dev = resolve_device(device)
     out_image = _as_image(output)
-    out = pil_to_tensor(out_image)  # (1, 3, H, W) in [0, 1]
-    result: dict = {"content": None, "style": None, "network": None}
-    if content is not None:
-        content01 = pil_to_tensor(_as_image(content))
-        result["content"] = S.content_scores(out, content01)
-        if lpips_net is not None:
-            from .zoo import lpips_format
-
-            if lpips_format.missing_sets(lpips_net):
-                result["skipped"] = {"lpips": lpips_skip_reason(lpips_net)}
-            else:
-                net_name: str = lpips_net
-                model = default_models.get(
-                    ("lpips", net_name, str(dev)), lambda: lpips_format.load_lpips(net_name, dev)
-                )
-                try:
-                    result["content"]["lpips"] = S.lpips_distance(model, out, content01)
-                except RuntimeError as exc:
-                    if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
-                        raise
-                    raise ConfigError(
-                        f"the output ({out_image.size[0]}x{out_image.size[1]}) is too small for LPIPS ({net_name}); "
-                        "score a larger image"
-                    ) from None
-    elif lpips_net is not None:
-        raise ConfigError("lpips compares the output with the content photo; give content= too")
-    if style is not None:
-        style_image = _as_image(style)
-        style01 = resize_like_neural_style(style_image, neural_style_size(style_image.size, max(out_image.size)))
+    content_image = _as_image(content) if content is not None else None
+    styles = [_as_image(style)] if style is not None else []
+    source = name = source_key = None
+    if styles:
         source, name, source_key = _score_source(network)
-        layers = list(source.default_style_layers)
-        key = ("score-net", source_key, str(dev))
-        net = default_models.get(key, lambda: source.build(layers, dev))
-        try:
-            with torch.no_grad():
-                feats_out = net.features(preprocess(out, source.preprocessing).to(dev), layers)
-                feats_style = net.features(preprocess(style01, source.preprocessing).to(dev), layers)
-        except RuntimeError as exc:
-            if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
-                raise
-            raise ConfigError(
-                f"the output ({out_image.size[0]}x{out_image.size[1]}) is too small for {source.display}'s style "
-                "layers; score a larger image"
-            ) from None
-        style_scores = S.style_scores(feats_out, feats_style, layers)
-        style_scores["color_swd"] = S.color_swd(out, style01)
-        result["style"] = style_scores
-        result["network"] = name
-    return result
+    return score_picture(
+        out_image, content_image, styles, source=source, name=name or "", key=source_key, device=dev,
+        models=default_models, lpips=lpips_net,
+    )  # fmt: skip
 
 
 # --- painting by optimisation (impasto.gatys) --------------------------------------------------------------
@@ -1271,7 +1231,6 @@ def compare_optimizers(
     """
     import torch
 
-    from .errors import Cancelled
     from .gatys.optimize import prepare
     from .study.compare import StudyConfig, compare
     from .study.objective import GatysObjective

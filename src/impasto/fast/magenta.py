@@ -173,11 +173,14 @@ class MagentaStylizer:
     (a :class:`ModelCache` the caller owns; a private one when None), keyed by network and device."""
 
     def __init__(
-        self, device: str | torch.device = "auto", fast: bool = True, models: ModelCache | None = None
-    ) -> None:
+        self, device: str | torch.device = "auto", fast: bool = True, models: ModelCache | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         self.fast = fast
         self.models = models if models is not None else ModelCache()
+        # checked before every tile of a large image (native tiles and guided upsampling): Cancelled mid-image
+        self._check = cancel.check if cancel is not None else None
 
     def network(self, which: str) -> torch.nn.Module:
         """``"predictor"``, ``"transformer"`` or ``"multistyle"``, loaded once per cache (the same fp32 module for
@@ -296,7 +299,9 @@ class MagentaStylizer:
             low = self._run(which, pil_to_tensor(small).to(self.device), cond).clamp(0, 1)
         log.info("painted at %dx%d; guided upsampling to %dx%d", *work, *img.size)
         fetch = photo_fetch(np.asarray(img.convert("RGB")))
-        out = guided_upsample(low.cpu(), pil_to_tensor(small), (img.height, img.width), fetch, finish=finish)
+        out = guided_upsample(
+            low.cpu(), pil_to_tensor(small), (img.height, img.width), fetch, finish=finish, check=self._check
+        )
         return Image.fromarray(out)
 
     def _tiled(
@@ -314,7 +319,7 @@ class MagentaStylizer:
         out = np.empty((*size, 3), dtype=np.uint8)
         fetch = photo_fetch(photo, self.device)
         with autocast(self.device, enabled=self.fast and BF16_OK[which]):
-            run_tiled(ops, size, fetch, writer(out, fetch, finish), tile=tile)
+            run_tiled(ops, size, fetch, writer(out, fetch, finish), tile=tile, check=self._check)
         return Image.fromarray(out)
 
 

@@ -39,7 +39,9 @@ __all__ = [
 ]  # fmt: skip
 
 # the scores a result carries, flattened: name -> True when higher is better
-SCORE_NAMES: dict[str, bool] = {"ssim": True, "psnr": True, "gram": False, "w2": False, "color_swd": False}
+SCORE_NAMES: dict[str, bool] = {
+    "ssim": True, "psnr": True, "lpips": False, "gram": False, "w2": False, "color_swd": False,
+}  # fmt: skip
 
 
 def source_key(model: str | None, model_file: str | os.PathLike[str] | None, disable_check: bool = False) -> tuple:
@@ -84,23 +86,29 @@ def score_picture(
     device: str | torch.device = "cpu",
     blend: Sequence[float] | None = None,
     models: ModelCache | None = None,
+    lpips: str | None = "auto",
 ) -> dict:
-    """``{"content": {"ssim", "psnr"} | None, "style": {"gram", "w2", "color_swd"} | None, "network": str}``
-    for ``picture`` (an 8-bit RGB PIL image, as saved) -- the shape ``impasto.api.score`` returns.
+    """``{"content": {"ssim", "psnr"[, "lpips"]} | None, "style": {"gram", "w2", "color_swd"} | None,
+    "network": str}`` for ``picture`` (an 8-bit RGB PIL image, as saved) -- the shape ``impasto.api.score``
+    returns.
 
     ``styles``: the style images (RGB PIL), ``blend`` their weights (normalised here; equal when None).
     ``source``/``name``/``key``: the opened feature network, its name and cache key; ``device``: where the
-    scoring network runs. ``models``: where the scoring network is kept (None: built for this call only).
+    scoring networks run. ``models``: where the scoring networks are kept (None: built for this call only).
+    ``lpips``: "alex" or "vgg" adds LPIPS against the content (``"skipped": {"lpips": reason}`` when its weights
+    are not installed); "auto" adds LPIPS-alex only where it is installed, silently; None never.
     """
     from ..gatys.preprocess import neural_style_size, preprocess, resize_like_neural_style
 
+    dev = torch.device(device)
     out = pil_to_tensor(picture)  # (1, 3, H, W) in [0, 1]
     result: dict = {"content": None, "style": None, "network": None}
     if content is not None:
-        result["content"] = S.content_scores(out, pil_to_tensor(content))
+        content01 = pil_to_tensor(content)
+        result["content"] = S.content_scores(out, content01)
+        _add_lpips(result, lpips, out, content01, dev, models)
     if not styles:
         return result
-    dev = torch.device(device)
     layers = list(source.default_style_layers)
     cache_key = ("score-net", key, str(dev))
     net = models.get(cache_key, lambda: source.build(layers, dev)) if models is not None else source.build(layers, dev)
@@ -127,6 +135,36 @@ def score_picture(
     result["style"] = summed
     result["network"] = name
     return result
+
+
+def _add_lpips(
+    result: dict, lpips: str | None, out: torch.Tensor, content01: torch.Tensor, dev: torch.device,
+    models: ModelCache | None,
+) -> None:  # fmt: skip
+    """``result["content"]["lpips"]`` (see :func:`score_picture`'s ``lpips``), or the reason it was skipped."""
+    from ..zoo import lpips_format
+
+    if lpips is None:
+        return
+    net = "alex" if lpips == "auto" else lpips
+    missing = lpips_format.missing_sets(net)
+    if missing:
+        if lpips != "auto":
+            result["skipped"] = {"lpips": "LPIPS skipped: " + (lpips_format.missing_message(net) or "not installed")}
+        return
+    def load() -> Any:  # noqa: ANN401 - an impasto.nets.lpips.LPIPS
+        return lpips_format.load_lpips(net, dev)
+
+    model = models.get(("lpips", net, str(dev)), load) if models is not None else load()
+    try:
+        result["content"]["lpips"] = S.lpips_distance(model, out, content01)
+    except RuntimeError as exc:
+        if "too small" not in str(exc) and "Kernel size can't be greater" not in str(exc):
+            raise
+        if lpips != "auto":
+            raise ConfigError(
+                f"the output ({out.shape[-1]}x{out.shape[-2]}) is too small for LPIPS ({net}); score a larger image"
+            ) from None
 
 
 def flat_scores(scores: dict | None) -> dict[str, float | None]:
