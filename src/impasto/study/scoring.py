@@ -152,6 +152,7 @@ def _add_lpips(
         if lpips != "auto":
             result["skipped"] = {"lpips": "LPIPS skipped: " + (lpips_format.missing_message(net) or "not installed")}
         return
+
     def load() -> Any:  # noqa: ANN401 - an impasto.nets.lpips.LPIPS
         return lpips_format.load_lpips(net, dev)
 
