@@ -327,7 +327,7 @@ def main() -> int:
     ap.add_argument("--equal-loss", action="store_true", help="also: time to reach neural-style-pt's final loss")
     ap.add_argument("--equal-loss-size", type=int, default=512)
     ap.add_argument("--equal-loss-iters", type=int, default=500, help="the reference run's iterations")
-    ap.add_argument("--equal-loss-budget", type=int, default=1000, help="the multi-scale run's num_iterations")
+    ap.add_argument("--equal-loss-budget", type=int, default=500, help="the multi-scale run's num_iterations")
     ap.add_argument("--equal-loss-scales", default="auto", help="the multi-scale run's scales")
     ap.add_argument("--equal-loss-init", default="random", help="the multi-scale runs' inits, comma-separated")
     ap.add_argument("--equal-loss-every", type=int, default=5, help="exact loss of the final scale every N steps")

@@ -1122,10 +1122,12 @@ def paint(
     try:  # a painting is never lost to its scores: a failure here (memory, a tiny image) only skips them
         result.info["scores"] = score_paint_result(result, content_image, style_images, source=source, models=cache)
     except (ConfigError, MemoryError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and "out of memory" not in str(exc):
-            raise
+        # any RuntimeError: torch reports a failed allocation as "out of memory" (CUDA) or "can't allocate memory"
+        # (CPU), and whatever it was, the painting the user waited for is returned and saved
+        log.warning("scoring the painting failed: %s", exc)
         result.info["scores"] = None
-        result.info["scores_skipped"] = f"scores skipped: {exc}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.info["scores_skipped"] = f"scores skipped: {first[:200]}"
     return result
 
 
