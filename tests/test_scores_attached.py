@@ -43,6 +43,23 @@ def test_api_paint_score_true_equals_api_score_of_the_saved_picture(files, tmp_p
     assert scores["style"]["w2"] > 0 and 0 < scores["content"]["ssim"] < 1
 
 
+def test_a_failure_while_scoring_never_loses_the_painting(files, monkeypatch) -> None:  # noqa: ANN001
+    """At print size the scores once asked for 43 GB and torch's CPU "can't allocate memory" error (not "out of
+    memory") escaped, losing a finished painting: any scoring failure now only skips the scores, in one line."""
+    from impasto.study import scoring
+
+    def no_memory(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory\nmore")
+
+    monkeypatch.setattr(scoring, "score_paint_result", no_memory)
+    d, weights = files
+    result = api.paint(d / "c.png", d / "s.png", model_file=str(weights), image_size=32, num_iterations=2, gpu="c",
+                       seed=0, score=True)  # fmt: skip
+    assert result.image.shape[-1] == 32 and result.info["scores"] is None
+    reason = result.info["scores_skipped"]
+    assert reason.startswith("scores skipped:") and "can't allocate memory" in reason and "\n" not in reason
+
+
 def test_api_paint_scores_only_when_asked(files) -> None:  # noqa: ANN001
     d, weights = files
     result = api.paint(d / "c.png", d / "s.png", model_file=str(weights), image_size=32, num_iterations=2, gpu="c",

@@ -6,6 +6,7 @@ Each area appends its functions below in its own section; implementations live i
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Union
@@ -27,6 +28,7 @@ ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 # The loaded networks of this process when a caller passes no ``models=``: a one-shot command uses it and exits; a
 # long-lived process makes its own ModelCache and releases it (``release_models()`` empties this one).
 default_models = ModelCache()
+log = logging.getLogger(__name__)
 
 
 def release_models() -> None:
