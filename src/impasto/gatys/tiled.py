@@ -51,6 +51,7 @@ from ..errors import ConfigError
 from ..nets import magenta
 from ..nets.vgg import TappedNet
 from . import losses as L
+from .fastpath import unfused
 
 __all__ = ["Geometry", "Tile", "evaluate_tiled", "geometry", "iter_features", "tile_grid", "tiled_features"]
 
@@ -71,6 +72,7 @@ class _Op:
 
 def _ops(net: Any) -> list[_Op]:
     """The spatial ops of a feature network in order, each named by the tap that follows it."""
+    net = unfused(net)
     if isinstance(net, TappedNet):
         out = []
         for layer in net.layers:
@@ -243,6 +245,7 @@ def iter_features(
     if not wanted:
         return
     ckpt = checkpointed and torch.is_grad_enabled()
+    net = unfused(net)  # segments run layer by layer
     if isinstance(net, TappedNet):
         net.check_names(wanted)
         stops = sorted(net.depth_of(n) for n in wanted)
