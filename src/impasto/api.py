@@ -1247,7 +1247,11 @@ def compare_optimizers(
     else:
         study = StudyConfig(optimizers=tuple(optimizers or OPTIMIZERS), default_lr=float(lr), iterations=iterations)
     study.validate()
-    cfg = PaintConfig(image_size=size, seed=seed, model=model, model_file=model_file, num_iterations=iterations)
+    # the study's optimisers all start from neural-style-pt's seeded noise (as the original study), whatever start
+    # the network recommends for a painting; paint_options may still ask for init="image"
+    cfg = PaintConfig(
+        image_size=size, seed=seed, model=model, model_file=model_file, num_iterations=iterations, init="random"
+    )
     cfg = cfg.replace(**paint_options) if paint_options else cfg
     cfg.validate(num_styles=1)
     content_image, style_image = _as_image(content), _as_image(style)

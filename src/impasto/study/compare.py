@@ -376,6 +376,8 @@ def run_optimizer(
     models = worker_models() if worker_models is not None else None
     cancel = worker_cancel() if worker_models is not None else None
     cfg = PaintConfig(**dict[str, Any](paint))
+    if cfg.init is None:  # the study starts from seeded noise (see impasto.api.compare_optimizers)
+        cfg = cfg.replace(init="random")
     if worker_models is not None and worker_device(cfg.gpu) != cfg.gpu:
         cfg = cfg.replace(gpu=worker_device(cfg.gpu))
     content_image, style_image = load_image(content), load_image(style)
