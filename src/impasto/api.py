@@ -937,26 +937,20 @@ def photoreal(
 # --- quality scores (impasto.score) ------------------------------------------------------------------------
 
 # LPIPS: impasto's own implementation (impasto.nets.lpips; torchmetrics' and piq's need torchvision), weights
-# through the zoo: lpips.alex + alexnet.torch, or lpips.vgg + vgg16.torch
-LPIPS_NETS = ("alex", "vgg")
-
-
-def lpips_skip_reason(net: str = "alex") -> str:
-    """The one-line reason ``score(lpips=...)`` skips LPIPS: the weight sets missing and the commands to add them."""
-    from .zoo.lpips_format import missing_message
-
-    return "LPIPS skipped: " + (missing_message(net) or "its weights are not installed")
+# through the zoo: lpips.alex + alexnet.torch, or lpips.vgg + vgg16.torch (impasto.zoo.lpips_format)
 
 
 def _lpips_net(lpips: bool | str | None) -> str | None:
     """``lpips`` as a network name: None (off), "alex" (True) or "vgg"; ConfigError for anything else."""
     if lpips is None or lpips is False:
         return None
+    from .zoo.lpips_format import NETS
+
     if lpips is True:
         return "alex"
-    if isinstance(lpips, str) and lpips in LPIPS_NETS:
+    if isinstance(lpips, str) and lpips in NETS:
         return lpips
-    raise ConfigError(f"lpips must be True, False or one of {', '.join(LPIPS_NETS)}, not {lpips!r}")
+    raise ConfigError(f"lpips must be True, False or one of {', '.join(NETS)}, not {lpips!r}")
 
 
 def _score_source(network: str | os.PathLike[str] | None):  # noqa: ANN202

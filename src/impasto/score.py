@@ -54,6 +54,21 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
+def _at_output_size(
+    output: torch.Tensor, content: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images checked, detached and in ``dtype``; ``content`` resized to the output's size (bicubic,
+    antialiased, clamped to [0, 1]) when the sizes differ."""
+    _check_image(output, "output")
+    _check_image(content, "content")
+    out = output.detach().to(dtype)
+    ref = content.detach().to(dtype)
+    if ref.shape[-2:] != out.shape[-2:]:
+        ref = F.interpolate(ref, size=out.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+        ref = ref.clamp(0, 1)
+    return out, ref
+
+
 def content_scores(output: torch.Tensor, content: torch.Tensor) -> dict[str, float]:
     """``{"ssim", "psnr"}`` of ``output``'s luminance against ``content``'s, both (1, 3, H, W) in [0, 1].
 
@@ -63,15 +78,9 @@ def content_scores(output: torch.Tensor, content: torch.Tensor) -> dict[str, flo
     """
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-    _check_image(output, "output")
-    _check_image(content, "content")
     # float32: torch's float64 CPU convolution goes through im2col (121 values per pixel for SSIM's window: 43 GB
     # at 4016x2213); float32 takes oneDNN's direct path (3.5 GB there) and agrees with float64 to ~1e-7
-    out = output.detach().to(torch.float32)
-    ref = content.detach().to(torch.float32)
-    if ref.shape[-2:] != out.shape[-2:]:
-        ref = F.interpolate(ref, size=out.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
-        ref = ref.clamp(0, 1)
+    out, ref = _at_output_size(output, content, torch.float32)
     y_out, y_ref = luminance(out), luminance(ref)  # (1, 1, H, W)
     # SSIM's Gaussian window must fit the image: shrink it (odd, at least 3) for tiny images
     side = min(out.shape[-2:])
@@ -89,13 +98,7 @@ def lpips_distance(model: torch.nn.Module, output: torch.Tensor, content: torch.
     ``content`` is resized to the output's size first exactly as in :func:`content_scores` (bicubic, antialiased,
     clamped to [0, 1]).
     """
-    _check_image(output, "output")
-    _check_image(content, "content")
-    out = output.detach().to(torch.float64)
-    ref = content.detach().to(torch.float64)
-    if ref.shape[-2:] != out.shape[-2:]:
-        ref = F.interpolate(ref, size=out.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
-        ref = ref.clamp(0, 1)
+    out, ref = _at_output_size(output, content, torch.float64)
     device = next(model.parameters()).device
     with torch.no_grad():
         d = model(out.to(device, torch.float32), ref.to(device, torch.float32))  # (1,)

@@ -186,40 +186,35 @@ register(
         upstream_format="torch-nin-caffe",
     )
 )
-register(
-    WeightSet(
-        name="vgg19.torch",
-        kind="vgg19",
-        description="torchvision's ImageNet VGG-19 (RGB [0,1] with ImageNet mean/std)",
-        urls=("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",),
-        files=("vgg19-dcbb9e9d.pth",),
-        sha256=(None,),
-        sha256_prefix=("dcbb9e9d",),
-        size=(None,),
-        licence="BSD-3-Clause (torchvision)",
-        paper=_VGG_PAPER,
-        preprocessing=TORCH_RGB,
-        upstream_format="torch-vgg-torchvision",
-    )
-)
 
 
-register(
-    WeightSet(
-        name="vgg16.torch",
-        kind="vgg16",
-        description="torchvision's ImageNet VGG-16 (RGB [0,1] with ImageNet mean/std); the trunk of LPIPS-VGG",
-        urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
-        files=("vgg16-397923af.pth",),
-        sha256=(None,),
-        sha256_prefix=("397923af",),
-        size=(None,),
-        licence="BSD-3-Clause (torchvision)",
-        paper=_VGG_PAPER,
-        preprocessing=TORCH_RGB,
-        upstream_format="torch-vgg-torchvision",
+def _torchvision(
+    name: str, kind: str, file: str, description: str, paper: str, upstream_format: str, role: str = ""
+) -> None:
+    """A torchvision ImageNet file: no full sha256 published, its leading hex digits are in the file name."""
+    register(
+        WeightSet(
+            name=name,
+            kind=kind,
+            description=f"torchvision's ImageNet {description} (RGB [0,1] with ImageNet mean/std){role}",
+            urls=(f"https://download.pytorch.org/models/{file}",),
+            files=(file,),
+            sha256=(None,),
+            sha256_prefix=(file.rsplit("-", 1)[1].removesuffix(".pth"),),
+            size=(None,),
+            licence="BSD-3-Clause (torchvision)",
+            paper=paper,
+            preprocessing=TORCH_RGB,
+            upstream_format=upstream_format,
+        )
     )
-)
+
+
+_torchvision("vgg19.torch", "vgg19", "vgg19-dcbb9e9d.pth", "VGG-19", _VGG_PAPER, "torch-vgg-torchvision")
+_torchvision(
+    "vgg16.torch", "vgg16", "vgg16-397923af.pth", "VGG-16", _VGG_PAPER, "torch-vgg-torchvision",
+    "; the trunk of LPIPS-VGG",
+)  # fmt: skip
 
 
 # --- LPIPS (the lpips package's v0.1 linear layers on torchvision trunks; impasto.zoo.lpips_format) -----------
@@ -227,22 +222,11 @@ _LPIPS_PAPER = (
     "Zhang, Isola, Efros, Shechtman, Wang, The Unreasonable Effectiveness of Deep Features as a Perceptual "
     "Metric, CVPR 2018"
 )
-register(
-    WeightSet(
-        name="alexnet.torch",
-        kind="alexnet",
-        description="torchvision's ImageNet AlexNet (RGB [0,1] with ImageNet mean/std); the trunk of LPIPS-Alex",
-        urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
-        files=("alexnet-owt-7be5be79.pth",),
-        sha256=(None,),
-        sha256_prefix=("7be5be79",),
-        size=(None,),
-        licence="BSD-3-Clause (torchvision)",
-        paper="Krizhevsky, One weird trick for parallelizing convolutional neural networks, 2014",
-        preprocessing=TORCH_RGB,
-        upstream_format=ALEXNET_TORCHVISION,
-    )
-)
+_torchvision(
+    "alexnet.torch", "alexnet", "alexnet-owt-7be5be79.pth", "AlexNet",
+    "Krizhevsky, One weird trick for parallelizing convolutional neural networks, 2014", ALEXNET_TORCHVISION,
+    "; the trunk of LPIPS-Alex",
+)  # fmt: skip
 _LPIPS_RAW = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/"
 for _net, _trunk, _sha, _size in (
     ("alex", "alexnet.torch", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", 6009),
