@@ -282,3 +282,17 @@ def test_workers_2_gives_the_same_outputs(files, swept, tmp_path) -> None:  # no
     a = json.loads((pool / "results.json").read_text())["entries"]
     b = json.loads((out / "results.json").read_text())["entries"]
     assert [e["output"] for e in a] == [e["output"] for e in b]
+
+
+def test_sweep_and_bench_into_a_read_only_folder_stop_in_one_line_before_any_work(files, tmp_path) -> None:  # noqa: ANN001
+    import filesystems
+
+    d, weights = files
+    with filesystems.tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        for argv in (_args(d, weights, ro / "sweep"), ["bench", "--quick", "--out", ro / "bench.json"]):
+            done = cli_proc.run(argv)
+            assert done.code == 1, done.err
+            line = done.one_line_error()
+            assert "cannot write to folder" in line and str(ro) in line, line
+            assert "Traceback" not in done.err
+        assert list(ro.iterdir()) == []
