@@ -134,7 +134,10 @@ def test_removing_a_node_half_way_still_makes_every_output_once(cluster, tmp_pat
                 cluster.remove_node(cluster.worker_nodes_list[0])  # its actor (and the task it had) is lost
     assert sorted(r.key for r in results) == sorted(str(d) for _, d in pairs)  # each result exactly once
     assert _outputs(out) == sorted(d.name for _, d in pairs)
-    assert stray_parts(out) == []
+    # the removed node's worker may have died mid-write: its temporary file can remain (the CLI removes such files
+    # when the job ends), but only beside an output that was then made whole by the retry
+    for part in stray_parts(out):
+        assert part.name.split(".")[1] + ".png" in _outputs(out), part
 
 
 def test_a_sweep_on_the_cluster_every_entry_once_equal_to_one_process(
