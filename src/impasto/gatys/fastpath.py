@@ -28,6 +28,7 @@ stays fp32 and only the layout and fused losses change. Half precision (fp16) is
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,6 +61,22 @@ def unfused(net: Any) -> Any:  # noqa: ANN401
     return net.net if isinstance(net, FusedTaps) else net
 
 
+def _conv_relu(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """``relu(conv(x))`` as one oneDNN call (the ReLU a post-op of the convolution)."""
+    pad, stride, dil = list(conv.padding), list(conv.stride), list(conv.dilation)  # type: ignore[arg-type]
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, conv.weight, conv.bias, pad, stride, dil, conv.groups, "relu", [None], ""
+    )
+
+
+def _conv_input_grad(g: torch.Tensor, x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """dL/dx of ``conv(x)`` from dL/d(output) ``g``, the (frozen) weights' and bias' gradients not computed."""
+    return torch.ops.aten.convolution_backward(
+        g, x, conv.weight, None, list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0],
+        conv.groups, [True, False, False],
+    )[0]  # fmt: skip
+
+
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv2d(x, w, b))`` as one oneDNN call (ReLU as the convolution's post-op: no separate pass over the
     output); backward: the ReLU mask from the saved output, then the convolution's input gradient only (the
@@ -67,8 +84,7 @@ class _ConvReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:  # noqa: ANN001
-        pad, stride, dil = list(conv.padding), list(conv.stride), list(conv.dilation)  # type: ignore[arg-type]
-        y = torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, pad, stride, dil, 1, "relu", [None], "")
+        y = _conv_relu(x, conv)
         ctx.save_for_backward(x, y)
         ctx.conv = conv
         return y
@@ -76,12 +92,7 @@ class _ConvReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
         x, y = ctx.saved_tensors
-        conv = ctx.conv
-        g = torch.ops.aten.threshold_backward(grad, y, 0)
-        gx = torch.ops.aten.convolution_backward(
-            g, x, conv.weight, None, list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0], 1,
-            [True, False, False],
-        )[0]  # fmt: skip
+        gx = _conv_input_grad(torch.ops.aten.threshold_backward(grad, y, 0), x, ctx.conv)
         return gx, None
 
 
@@ -97,6 +108,8 @@ class FusedTaps:
 
     def __init__(self, net: Any) -> None:
         self.net = net
+        self._programs: dict[frozenset[str], tuple[_Step, ...]] = {}
+        self._nhwc_targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod
     def supported(net: Any) -> bool:  # noqa: ANN401
@@ -111,17 +124,18 @@ class FusedTaps:
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - everything but iter_features is the net's
         return getattr(self.net, name)
 
-    def iter_features(self, x: torch.Tensor, names: Any) -> Any:  # noqa: ANN401
-        """``(name, activation)`` in network order, as :meth:`TappedNet.iter_features` yields them."""
-        import torch.nn.functional as F
-
+    def program(self, names: Any) -> tuple[_Step, ...]:  # noqa: ANN401
+        """The steps that compute the activations ``names`` (up to the deepest), fused where nothing is tapped
+        between: ``conv -> relu`` as "convrelu", ``conv -> relu -> maxpool`` as "convpoolrelu"."""
+        wanted = frozenset(names)
+        cached = self._programs.get(wanted)
+        if cached is not None:
+            return cached
         net = self.net
-        wanted = set(names)
         net.check_names(wanted)
-        if not wanted:
-            return
+        steps: list[_Step] = []
         layers = net.layers
-        last = max(net.depth_of(n) for n in wanted)
+        last = max((net.depth_of(n) for n in wanted), default=-1)
         i = 0
         while i <= last:
             layer = layers[i]
@@ -130,21 +144,60 @@ class FusedTaps:
             if layer.kind == "conv" and nxt is not None and nxt.kind == "relu" and layer.name not in wanted:
                 conv = net.convs[layer.name]
                 if after is not None and after.kind == "pool" and after.mode == "max" and nxt.name not in wanted:
-                    pooled = F.max_pool2d(conv(x), after.kernel, after.stride, 0, ceil_mode=after.ceil_mode)
-                    x = F.relu(pooled, inplace=True)
-                    if after.name in wanted:
-                        yield after.name, x
+                    steps.append(_Step("convpoolrelu", after.name, conv, after))
                     i += 3
-                    continue
-                x = _ConvReLU.apply(x, conv)
-                if nxt.name in wanted:
-                    yield nxt.name, x
-                i += 2
+                else:
+                    steps.append(_Step("convrelu", nxt.name, conv))
+                    i += 2
                 continue
-            x = net.apply_layer(i, x, wanted)
-            if layer.name in wanted:
-                yield layer.name, x
+            if layer.kind == "conv":
+                steps.append(_Step("conv", layer.name, conv=net.convs[layer.name]))
+            elif layer.kind == "relu":
+                steps.append(_Step("relu", layer.name))
+            else:
+                steps.append(_Step("maxpool" if layer.mode == "max" else "avgpool", layer.name, pool=layer))
             i += 1
+        self._programs[wanted] = program = tuple(steps)
+        return program
+
+    def iter_features(self, x: torch.Tensor, names: Any) -> Any:  # noqa: ANN401
+        """``(name, activation)`` in network order, as :meth:`TappedNet.iter_features` yields them."""
+        import torch.nn.functional as F
+
+        wanted = set(names)
+        previous = ""
+        for step in self.program(wanted):
+            if step.op == "convrelu":
+                x = _ConvReLU.apply(x, step.conv)
+            elif step.op == "convpoolrelu":
+                p = step.pool
+                x = F.relu(F.max_pool2d(step.conv(x), p.kernel, p.stride, 0, ceil_mode=p.ceil_mode), inplace=True)
+            elif step.op == "conv":
+                x = step.conv(x)
+            elif step.op == "relu":
+                x = F.relu(x, inplace=bool(previous) and previous not in wanted)
+            elif step.op == "maxpool":
+                x = F.max_pool2d(x, step.pool.kernel, step.pool.stride, 0, ceil_mode=step.pool.ceil_mode)
+            else:
+                x = F.avg_pool2d(x, step.pool.kernel, step.pool.stride, 0, ceil_mode=step.pool.ceil_mode)
+            previous = step.name
+            if step.name in wanted:
+                yield step.name, x
+
+    def tap_losses(self, x: torch.Tensor, losses: Any) -> tuple[torch.Tensor, ...]:  # noqa: ANN401
+        """One 0-d fp32 loss per :class:`TapLoss` (``weight * mean(diff^2)``), the network's forward and backward
+        as one node (:class:`_TapLosses`). Content targets are kept in the activations' layout (NHWC)."""
+        losses = tuple(losses)
+        fixed = []
+        for loss in losses:
+            if loss.kind == "content":
+                key = id(loss.target)
+                hit = self._nhwc_targets.get(key)
+                if hit is None or hit[0] is not loss.target:
+                    hit = self._nhwc_targets[key] = (loss.target, _nhwc(loss.target.float()))
+                loss = TapLoss(loss.kind, loss.layer, hit[1], loss.weight)
+            fixed.append(loss)
+        return _TapLosses.apply(x, self.program({t.layer for t in losses}), tuple(fixed))
 
     def features(self, x: torch.Tensor, names: Any) -> dict[str, torch.Tensor]:  # noqa: ANN401
         return dict(self.iter_features(x, names))
@@ -154,6 +207,24 @@ def _pixels(f: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) -> (H*W, C); a view (no copy) when ``f`` is channels_last."""
     _, c, h, w = f.shape
     return f.permute(0, 2, 3, 1).reshape(h * w, c)
+
+
+def _gram_diff(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``G - A`` (C, C) fp32 with ``G = F^T F / (C H W)`` of ``f`` (1, C, H, W).
+
+    F^T F runs in the activation's dtype: oneDNN's bf16 matmul accumulates in fp32 and rounds the (C, C) result to
+    bf16 once (relative error <= 2^-9 per entry); the rest of the loss is fp32. This skips an fp32 copy of every
+    style activation and runs the matmul on AMX: -9% per step at 512 px, loss unchanged to ~1e-5."""
+    _, c, h, w = f.shape
+    x = _pixels(f)  # (H*W, C), a view of the NHWC activation
+    return torch.mm(x.t(), x).float().div_(c * h * w).sub_(target)
+
+
+def _gram_grad_matrix(f: torch.Tensor, diff: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """The (C, C) matrix ``m`` in ``dL/dF = F m`` for ``L = scale * mean(diff^2)`` (``diff`` symmetric), in ``f``'s
+    dtype: ``scale * 4 / (C^2 * CHW) * diff``."""
+    _, c, h, w = f.shape
+    return (diff * (scale * (4.0 / (c * c * c * h * w)))).to(f.dtype)
 
 
 class StyleLoss(torch.autograd.Function):
@@ -166,13 +237,7 @@ class StyleLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:  # noqa: ANN001
-        _, c, h, w = f.shape
-        x = _pixels(f)  # (H*W, C), a view of the NHWC activation
-        # F^T F in the activation's dtype: oneDNN's bf16 matmul accumulates in fp32 and rounds the (C, C) result to
-        # bf16 once (relative error <= 2^-9 per entry); the rest of the loss is fp32. This skips an fp32 copy of
-        # every style activation and runs the matmul on AMX: -9% per step at 512 px, loss unchanged to ~1e-5.
-        gram = torch.mm(x.t(), x).float().div_(c * h * w)  # (C, C) fp32
-        diff = gram.sub_(target)  # (C, C)
+        diff = _gram_diff(f, target)  # (C, C)
         ctx.save_for_backward(f, diff)
         ctx.weight = weight
         return diff.pow(2).mean().mul(weight)
@@ -181,9 +246,7 @@ class StyleLoss(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
         f, diff = ctx.saved_tensors
         _, c, h, w = f.shape
-        scale = grad.float() * (ctx.weight * 4.0 / (c * c * c * h * w))
-        m = (diff * scale).to(f.dtype)  # (C, C)
-        gx = torch.mm(_pixels(f), m)  # (H*W, C), i.e. (1, C, H, W) channels_last
+        gx = torch.mm(_pixels(f), _gram_grad_matrix(f, diff, grad.float() * ctx.weight))  # (H*W, C) = NHWC
         return gx.view(1, h, w, c).permute(0, 3, 1, 2), None, None
 
 
@@ -195,7 +258,7 @@ class ContentLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:  # noqa: ANN001
-        diff = f.float() - target
+        diff = torch.sub(f, target)  # fp32: bf16 -> fp32 is exact, and this is one pass where f.float() - target is 3
         ctx.save_for_backward(diff)
         ctx.weight = weight
         ctx.dtype = f.dtype
@@ -205,3 +268,138 @@ class ContentLoss(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
         (diff,) = ctx.saved_tensors
         return (diff * (grad.float() * (2.0 * ctx.weight / diff.numel()))).to(ctx.dtype), None, None
+
+
+# --- the whole network and its tap losses as one autograd node (FusedTaps.tap_losses) ---------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of a :class:`FusedTaps` program: ``op`` on the running activation, ending at layer ``name``.
+
+    ops: "convrelu" (conv + ReLU post-op), "convpoolrelu" (conv, max-pool, ReLU), "conv", "relu", "maxpool",
+    "avgpool"; ``conv`` the conv module of the conv ops, ``pool`` the pool layer of the pool ops."""
+
+    op: str
+    name: str
+    conv: Any = None
+    pool: Any = None
+
+
+@dataclass(frozen=True)
+class TapLoss:
+    """A loss on one tapped activation: ``kind`` "content" (``target`` (1, C, H, W) fp32) or "style" (``target`` the
+    Gram (C, C) fp32), ``weight`` its layer weight."""
+
+    kind: str
+    layer: str
+    target: torch.Tensor
+    weight: float
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t if t.is_contiguous(memory_format=torch.channels_last) else t.contiguous(memory_format=torch.channels_last)
+
+
+class _TapLosses(torch.autograd.Function):
+    """Every tap loss of one forward pass of a :class:`FusedTaps` program as one autograd node.
+
+    Forward: the program's steps (as :meth:`FusedTaps.iter_features` runs them) and, at each tapped activation, its
+    losses (:class:`StyleLoss`'s and :class:`ContentLoss`'s arithmetic); returns one 0-d fp32 loss per
+    :class:`TapLoss`. Backward, by hand, layer by layer from the deepest tap: each tap's loss gradient is summed
+    into the gradient arriving from above in the same pass that makes it (``addmm_`` for a Gram loss: ``G += F m``
+    with fp32 accumulation, one rounding; ``add_`` for a content loss), where autograd would write it to a new
+    tensor and add the two in another pass over the activation (-40% of the backward's element-wise time at the
+    full-resolution layers). Values equal the layer-by-layer path's; gradients to bf16 rounding.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x: torch.Tensor, steps: tuple[_Step, ...], losses: tuple[TapLoss, ...]
+    ) -> tuple[torch.Tensor, ...]:  # noqa: ANN001, E501
+        import torch.nn.functional as F
+
+        by_layer: dict[str, list[int]] = {}
+        for i, loss in enumerate(losses):
+            by_layer.setdefault(loss.layer, []).append(i)
+        saved: list[tuple[Any, ...]] = []  # per step: (input, output, extra...)
+        values: list[torch.Tensor | None] = [None] * len(losses)
+        diffs: list[torch.Tensor | None] = [None] * len(losses)
+        for step in steps:
+            inp = x
+            if step.op == "convrelu":
+                x = _conv_relu(inp, step.conv)
+                saved.append((inp, x))
+            elif step.op == "convpoolrelu":
+                p = step.pool
+                z = step.conv(inp)
+                pooled, idx = F.max_pool2d(z, p.kernel, p.stride, 0, ceil_mode=p.ceil_mode, return_indices=True)
+                x = F.relu(pooled, inplace=True)
+                saved.append((inp, x, z, idx))
+            elif step.op == "conv":
+                x = step.conv(inp)
+                saved.append((inp, x))
+            elif step.op == "relu":
+                x = F.relu(inp)
+                saved.append((inp, x))
+            elif step.op == "maxpool":
+                p = step.pool
+                x, idx = F.max_pool2d(inp, p.kernel, p.stride, 0, ceil_mode=p.ceil_mode, return_indices=True)
+                saved.append((inp, x, idx))
+            else:  # avgpool
+                p = step.pool
+                x = F.avg_pool2d(inp, p.kernel, p.stride, 0, ceil_mode=p.ceil_mode)
+                saved.append((inp, x))
+            for i in by_layer.get(step.name, ()):
+                loss = losses[i]
+                if loss.kind == "style":
+                    diffs[i] = _gram_diff(x, loss.target)
+                else:
+                    diffs[i] = torch.sub(x, loss.target)  # fp32 (one pass; x.float() - target is three)
+                values[i] = diffs[i].pow(2).mean().mul(loss.weight)  # type: ignore[union-attr]
+        ctx.steps, ctx.losses, ctx.saved, ctx.diffs, ctx.by_layer = steps, losses, saved, diffs, by_layer
+        return tuple(values)  # type: ignore[arg-type]
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> tuple[Any, ...]:  # noqa: ANN001
+        g: torch.Tensor | None = None  # dL/d(the current step's output)
+        for step, saved in zip(reversed(ctx.steps), reversed(ctx.saved), strict=True):
+            out = saved[1]
+            for i in ctx.by_layer.get(step.name, ()):
+                loss, diff, scale = ctx.losses[i], ctx.diffs[i], grads[i].float() * ctx.losses[i].weight
+                if loss.kind == "style":
+                    _, c, h, w = out.shape
+                    m = _gram_grad_matrix(out, diff, scale)  # (C, C)
+                    if g is None:
+                        g = torch.mm(_pixels(out), m).view(1, h, w, c).permute(0, 3, 1, 2)
+                    else:
+                        g = _nhwc(g)
+                        g.permute(0, 2, 3, 1).view(h * w, c).addmm_(_pixels(out), m)
+                elif g is None:
+                    g = (diff * (scale * (2.0 / diff.numel()))).to(out.dtype)
+                else:  # in bf16: an in-place bf16 += fp32 add is a slow (unvectorised) kernel, 10x this
+                    g = g.add_((diff * (scale * (2.0 / diff.numel()))).to(g.dtype))
+            if g is None:
+                continue
+            inp = saved[0]
+            if step.op in ("convrelu", "convpoolrelu", "relu"):
+                g = torch.ops.aten.threshold_backward(g, out, 0)
+            if step.op == "convpoolrelu":
+                p = step.pool
+                g = torch.ops.aten.max_pool2d_with_indices_backward(
+                    g, saved[2], [p.kernel] * 2, [p.stride] * 2, [0, 0], [1, 1], p.ceil_mode, saved[3]
+                )  # fmt: skip
+            elif step.op == "maxpool":
+                p = step.pool
+                g = torch.ops.aten.max_pool2d_with_indices_backward(
+                    g, inp, [p.kernel] * 2, [p.stride] * 2, [0, 0], [1, 1], p.ceil_mode, saved[2]
+                )  # fmt: skip
+            elif step.op == "avgpool":
+                p = step.pool
+                g = torch.ops.aten.avg_pool2d_backward(
+                    g, inp, [p.kernel] * 2, [p.stride] * 2, [0, 0], p.ceil_mode, True, None
+                )  # noqa: E501
+            if step.op in ("convrelu", "convpoolrelu", "conv"):
+                g = _conv_input_grad(g, inp, step.conv)
+        ctx.saved = ctx.diffs = None
+        return g, None, None

@@ -94,6 +94,27 @@ class LBFGS(torch.optim.Optimizer):
             state["count"] = 0  # pairs held
         return state
 
+    def _spans(self, state: dict[str, Any]) -> list[tuple[int, int]]:
+        """The slot ranges ``[a, b)`` of the ring that hold pairs (one, or two when they wrap around)."""
+        m, head, count = self.param_groups[0]["history_size"], state["head"], state["count"]
+        if count == m:
+            return [(0, m)]
+        end = head + count
+        return [(head, min(end, m))] + ([(0, end - m)] if end > m else [])
+
+    @staticmethod
+    def _times(w: torch.Tensor, spans: list[tuple[int, int]], rhs: torch.Tensor) -> torch.Tensor:
+        """``[S; Y] @ rhs`` (2m, k) float64 on the CPU, reading only the filled slots ``spans`` of each half (zero
+        rows for the empty ones): a history that is filling up costs what it holds, not its capacity."""
+        m = w.shape[0] // 2
+        if spans == [(0, m)]:
+            return torch.mm(w, rhs).to("cpu", torch.float64)
+        out = torch.zeros(2 * m, rhs.shape[1], dtype=torch.float64)
+        for a, b in spans:
+            out[a:b] = torch.mm(w[a:b], rhs).to("cpu", torch.float64)
+            out[m + a : m + b] = torch.mm(w[m + a : m + b], rhs).to("cpu", torch.float64)
+        return out
+
     def _direction(self, state: dict[str, Any], g: torch.Tensor, pair: tuple[torch.Tensor, torch.Tensor] | None,
                    ys: float, h_diag: float) -> torch.Tensor:  # fmt: skip
         """``-H g`` from the compact form; ``pair`` (s, y) enters the history first (None: the history stays)."""
@@ -110,7 +131,7 @@ class LBFGS(torch.optim.Optimizer):
             w[k].copy_(s)
             w[m + k].copy_(y)
             rhs = torch.stack([s, y, g]).to(w.dtype)  # (3, n)
-            prod = torch.mm(w, rhs.t()).to("cpu", torch.float64)  # (2m, 3): [S; Y] @ [s, y, g]
+            prod = self._times(w, self._spans(state), rhs.t())  # (2m, 3): [S; Y] @ [s, y, g]
             sy[:, k] = prod[:m, 1]  # s_i . y_new
             sy[k, :] = prod[m:, 0]  # s_new . y_j
             sy[k, k] = ys
@@ -118,7 +139,7 @@ class LBFGS(torch.optim.Optimizer):
             yy[k, :] = prod[m:, 1]
             proj = prod[:, 2]  # (2m,) [S^T g; Y^T g]
         else:
-            proj = torch.mv(w, g.to(w.dtype)).to("cpu", torch.float64)  # (2m,)
+            proj = self._times(w, self._spans(state), g.to(w.dtype)[:, None])[:, 0]  # (2m,)
         count = state["count"]
         if count == 0:
             return g.neg().mul_(h_diag)
@@ -133,7 +154,11 @@ class LBFGS(torch.optim.Optimizer):
         coef = torch.zeros(2 * m, dtype=torch.float64)
         coef[order] = a
         coef[m + order] = -h_diag * u
-        hg = torch.mv(w.t(), coef.to(w.device, w.dtype)).to(g.dtype)  # (n,) [S gamma Y] (...) g
+        coef = coef.to(w.device, w.dtype)
+        hg = torch.zeros_like(g, dtype=w.dtype)  # (n,) [S gamma Y] (...) g over the filled slots only
+        for lo, hi in self._spans(state):
+            hg.addmv_(w[lo:hi].t(), coef[lo:hi]).addmv_(w[m + lo : m + hi].t(), coef[m + lo : m + hi])
+        hg = hg.to(g.dtype)
         return hg.add_(g, alpha=h_diag).neg_()
 
     # --- one step() --------------------------------------------------------------------------------------------

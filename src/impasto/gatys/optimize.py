@@ -65,6 +65,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..devices import keep_freed_memory
 from ..errors import Cancelled, ConfigError
 from ..events import Callback, CancelToken, Finished, Preview, Progress, Started, Stopwatch, emit
 from ..imaging import transfer_luminance
@@ -537,6 +538,21 @@ def _fast_path(problem: Problem, img: torch.Tensor) -> tuple[Any, torch.Tensor, 
     return problem.fast_net, x, content, style
 
 
+def _tap_losses(
+    problem: Problem, net: fastpath.FusedTaps, x: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The content and Gram style terms on the fast CPU network as one node with a hand-written backward
+    (:meth:`~impasto.gatys.fastpath.FusedTaps.tap_losses`): the same values as the layer-by-layer losses."""
+    ng = problem.config.normalize_gradients
+    specs = [("content", n, problem.content_targets[n], problem.content_weights[n]) for n in problem.content_targets]
+    specs += [("style", n, problem.style_targets[n], problem.style_weights[n]) for n in problem.style_targets]
+    values = net.tap_losses(x, [fastpath.TapLoss(k, n, t, 1.0 if ng else w) for k, n, t, w in specs])
+    terms: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = ({}, {})
+    for (kind, n, _, w), v in zip(specs, values, strict=True):
+        terms[kind == "style"][n] = L.scale_gradients(v, w) * w if ng else v
+    return terms
+
+
 def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """The painting loss of ``img`` (network space, (1, 3, H, W)): the total as a 0-d tensor, and every term.
 
@@ -560,11 +576,14 @@ def evaluate(problem: Problem, img: torch.Tensor) -> tuple[torch.Tensor, dict[st
     taps = net.iter_features if hasattr(net, "iter_features") else lambda x, n: net.features(x, n).items()
     if problem.checkpointing:  # segments between taps under torch.utils.checkpoint: same values, less memory
         taps = lambda x, n: tiled.iter_features(net, x, n, checkpointed=True)  # noqa: E731
-    for n, f in taps(x, problem.order):
-        if n in problem.content_targets:
-            content_terms[n] = content_loss(f, n)
-        if n in problem.style_targets:
-            style_terms[n] = style_loss(f, n)
+    if isinstance(net, fastpath.FusedTaps) and not problem.style_stats and not problem.checkpointing:
+        content_terms, style_terms = _tap_losses(problem, net, x)
+    else:
+        for n, f in taps(x, problem.order):
+            if n in problem.content_targets:
+                content_terms[n] = content_loss(f, n)
+            if n in problem.style_targets:
+                style_terms[n] = style_loss(f, n)
     terms = [content_terms[n] for n in problem.order if n in content_terms]
     terms += [style_terms[n] for n in problem.order if n in style_terms]
     if tv is not None:
@@ -1034,6 +1053,8 @@ def paint(
     start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
     clock = Stopwatch()
     result: PaintResult | None = None
+    if any(d.type == "cpu" for d in parse_devices(config.gpu)):
+        keep_freed_memory()  # every step's activations reuse the last step's blocks, not fresh page-faulted ones
     with _cudnn_autotune(config, parse_devices(config.gpu)):
         for index, (size, iterations) in enumerate(scales):
             if index < start_at:
