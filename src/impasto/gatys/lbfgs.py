@@ -103,16 +103,18 @@ class LBFGS(torch.optim.Optimizer):
         return [(head, min(end, m))] + ([(0, end - m)] if end > m else [])
 
     @staticmethod
-    def _times(w: torch.Tensor, spans: list[tuple[int, int]], rhs: torch.Tensor) -> torch.Tensor:
-        """``[S; Y] @ rhs`` (2m, k) float64 on the CPU, reading only the filled slots ``spans`` of each half (zero
-        rows for the empty ones): a history that is filling up costs what it holds, not its capacity."""
+    def _times(w: torch.Tensor, spans: list[tuple[int, int]], rows: torch.Tensor) -> torch.Tensor:
+        """``[S; Y] @ rows^T`` (2m, k) float64 on the CPU for ``rows`` (k, n), reading only the filled slots
+        ``spans`` of each half (zero rows for the empty ones): a history that is filling up costs what it holds, not
+        its capacity. Computed as ``rows @ W^T``: BLAS runs that (k, n) x (n, 2m) product twice as fast as
+        ``W @ rows^T`` with k = 3 on the CPU (21 ms vs 46 at 512 px, m = 100)."""
         m = w.shape[0] // 2
         if spans == [(0, m)]:
-            return torch.mm(w, rhs).to("cpu", torch.float64)
-        out = torch.zeros(2 * m, rhs.shape[1], dtype=torch.float64)
+            return torch.mm(rows, w.t()).t().to("cpu", torch.float64)
+        out = torch.zeros(2 * m, rows.shape[0], dtype=torch.float64)
         for a, b in spans:
-            out[a:b] = torch.mm(w[a:b], rhs).to("cpu", torch.float64)
-            out[m + a : m + b] = torch.mm(w[m + a : m + b], rhs).to("cpu", torch.float64)
+            out[a:b] = torch.mm(rows, w[a:b].t()).t().to("cpu", torch.float64)
+            out[m + a : m + b] = torch.mm(rows, w[m + a : m + b].t()).t().to("cpu", torch.float64)
         return out
 
     def _direction(self, state: dict[str, Any], g: torch.Tensor, pair: tuple[torch.Tensor, torch.Tensor] | None,
@@ -131,7 +133,7 @@ class LBFGS(torch.optim.Optimizer):
             w[k].copy_(s)
             w[m + k].copy_(y)
             rhs = torch.stack([s, y, g]).to(w.dtype)  # (3, n)
-            prod = self._times(w, self._spans(state), rhs.t())  # (2m, 3): [S; Y] @ [s, y, g]
+            prod = self._times(w, self._spans(state), rhs)  # (2m, 3): [S; Y] @ [s, y, g]
             sy[:, k] = prod[:m, 1]  # s_i . y_new
             sy[k, :] = prod[m:, 0]  # s_new . y_j
             sy[k, k] = ys
@@ -139,7 +141,7 @@ class LBFGS(torch.optim.Optimizer):
             yy[k, :] = prod[m:, 1]
             proj = prod[:, 2]  # (2m,) [S^T g; Y^T g]
         else:
-            proj = self._times(w, self._spans(state), g.to(w.dtype)[:, None])[:, 0]  # (2m,)
+            proj = self._times(w, self._spans(state), g.to(w.dtype)[None])[:, 0]  # (2m,)
         count = state["count"]
         if count == 0:
             return g.neg().mul_(h_diag)
