@@ -59,9 +59,31 @@ def test_fused_taps_equal_the_layer_by_layer_network(weights, pooling, content, 
     assert list(fa) == list(fb) and all(torch.equal(fa[n], fb[n]) for n in fa)
 
 
-@pytest.mark.parametrize(("pooling", "content", "style"), CASES)
+@pytest.fixture(scope="module")
+def wide_weights(tmp_path_factory):  # noqa: ANN001, ANN201
+    """64 channels everywhere: the widths at which the fast path packs its convolution weights (_Convs)."""
+    return tw.write(tw.vgg_state(widths=(64,) * 5), tmp_path_factory.mktemp("fused") / "vgg.pth")
+
+
+@pytest.fixture(scope="module")
+def nin_weights(tmp_path_factory):  # noqa: ANN001, ANN201
+    """NIN: a stride-4 11x11 convolution (convolution_backward, not the transposed convolution) and 1x1 ones."""
+    return tw.write(tw.nin_state(), tmp_path_factory.mktemp("fused") / "nin_imagenet.pth")
+
+
+FP32_CASES = [("weights", *case) for case in CASES] + [
+    ("wide_weights", *CASES[0]),
+    ("wide_weights", *CASES[1]),
+    ("nin_weights", "max", ("relu7",), ("relu0", "relu3", "relu7")),
+]
+
+
+@pytest.mark.parametrize(("net", "pooling", "content", "style"), FP32_CASES)
 @pytest.mark.parametrize("normalize_gradients", [False, True])
-def test_hand_written_backward_equals_autograd_in_fp32(weights, pooling, content, style, normalize_gradients) -> None:  # noqa: ANN001, E501
+def test_hand_written_backward_equals_autograd_in_fp32(
+    request, net, pooling, content, style, normalize_gradients
+) -> None:  # noqa: ANN001, E501
+    weights = request.getfixturevalue(net)
     cfg = PaintConfig(
         model_file=str(weights), image_size=64, fast=True, gpu="c", init="random", style_loss="gram", pooling=pooling,
         content_layers=content, style_layers=style, normalize_gradients=normalize_gradients, print_iter=0,
