@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from .fast.linear import LinearStylizer
-    from .fast.magenta import MagentaStylizer, Stylized, StylizeOptions
+    from .fast.magenta import MagentaStylizer, Stylized
 
 
 def stylize_method(method: str | None = None, *, layer: str = "r41", preset: bool = False) -> str:
@@ -83,55 +83,19 @@ def _stylize_setup(
     ModelCache) and returns ``render(PIL) -> PIL``. ``working_size``: see :func:`stylize` (None: native, what
     the video path uses).
     """
-    from .fast.magenta import MODEL_NAMES, MagentaStylizer, StylizeOptions, normalise_weights, parse_presets
+    from .fast.magenta import StylizeOptions
+    from .fast.render import style_side
 
-    if (not styles) == (preset is None):
-        raise ConfigError("give either style images or a preset, not both and not neither")
     opts = StylizeOptions(
         size=size, strength=strength, preserve_color=preserve_color, working_size=parse_working_size(working_size)
     )
-    opts.validate()
-    if stylize_method(method, layer=layer, preset=preset is not None) == "linear":
-        return _linear_setup(styles, style_weights, preset, opts, device, models, layer)
-    stylizer = MagentaStylizer(device=device, models=default_models if models is None else models, cancel=cancel)
-    if preset is not None:
-        weights = parse_presets(preset)
-
-        def preset_renderer() -> Callable[[Image.Image], Image.Image]:
-            return lambda img: stylizer.with_preset(img, weights, opts)
-
-        return stylizer, MODEL_NAMES["multistyle"], preset_renderer
-
-    normalise_weights(style_weights, len(styles))  # fail before reading any image or loading any model
-    style_images = [_as_image(s) for s in styles]
-
-    def style_renderer() -> Callable[[Image.Image], Image.Image]:
-        vector = stylizer.blend(style_images, style_weights)  # (1, 100), made once for the whole run
-        return lambda img: stylizer.with_vector(img, vector, opts)
-
-    return stylizer, f"{MODEL_NAMES['predictor']} + {MODEL_NAMES['transformer']}", style_renderer
-
-
-def _linear_setup(
-    styles: Sequence[ImageInput], style_weights: Sequence[float] | None, preset: str | None,
-    opts: StylizeOptions, device: str, models: ModelCache | None, layer: str,
-) -> tuple[LinearStylizer, str, Callable[[], Callable[[Image.Image], Image.Image]]]:  # fmt: skip
-    """The linear method's setup: refuses presets and missing weights (one line) before any work."""
-    from .fast.linear import MODEL_NAMES, LinearStylizer, require_weights
-    from .fast.magenta import normalise_weights
-
-    if preset is not None:
-        raise ConfigError("presets are Magenta's 26 built-in styles; with --method linear give --style images")
-    stylizer = LinearStylizer(layer=layer, device=device, models=default_models if models is None else models)
-    require_weights(layer)
-    normalise_weights(style_weights, len(styles))
-    style_images = [_as_image(s) for s in styles]
-
-    def renderer() -> Callable[[Image.Image], Image.Image]:
-        style = stylizer.prepare_style(style_images, style_weights)  # the style matrices: once for the whole run
-        return lambda img: stylizer.stylize(img, style, opts)
-
-    return stylizer, MODEL_NAMES[layer], renderer
+    opts.validate()  # before the method is decided, as the one-line errors have always come
+    side = style_side(
+        method=stylize_method(method, layer=layer, preset=preset is not None), layer=layer, styles=styles,
+        style_weights=style_weights, preset=preset, opts=opts, device=device,
+        models=default_models if models is None else models, read=_as_image, cancel=cancel,
+    )  # fmt: skip
+    return side.stylizer, side.model, side.image
 
 
 DEFAULT_WORKING_SIZE = 1024  # impasto.fast.tiling.DEFAULT_WORKING_SIZE (kept equal by tests/test_stroke_size.py)
@@ -343,48 +307,15 @@ def _video_renderer(
     """Check the method's options and read the style images; returns ``make()`` -- which loads the networks and
     computes the style side (Magenta's style vector, the linear method's matrices) ONCE, returning the per-frame
     renderer -- and ``info`` (model, device)."""
-    import torch
-
     from .fast.magenta import StylizeOptions
-    from .imaging import pil_to_tensor
-    from .media import tensor_to_pil
+    from .fast.render import style_side
 
-    if method == "linear":
-        from .fast.linear import MODEL_NAMES, LinearStylizer, require_weights
-        from .fast.magenta import normalise_weights
-
-        if preset is not None:
-            raise ConfigError("--preset is Magenta's (its 26 built-in styles); --method linear takes --style images")
-        if not styles:
-            raise ConfigError("--method linear needs --style images")
-        opts = StylizeOptions(strength=strength, preserve_color=preserve_color)
-        opts.validate()
-        normalise_weights(style_weights, len(styles))
-        require_weights(layer)
-        style_images = [_as_image(s) for s in styles]
-        lin = LinearStylizer(layer=layer, device=device, models=default_models if models is None else models)
-
-        def make_linear() -> Renderer:
-            style = lin.prepare_style(style_images, style_weights)  # (1, 32, 32) matrix + mean, once per run
-            return lambda x: lin.render(x, style, opts)
-
-        return make_linear, {"model": MODEL_NAMES[layer], "device": str(lin.device)}
-    if method != "magenta":
-        raise ConfigError(f"unknown method {method!r}; use magenta or linear")
-    stylizer, model, renderer = _stylize_setup(
-        styles=styles, style_weights=style_weights, preset=preset, size=None, strength=strength,
-        preserve_color=preserve_color, device=device, models=models, method="magenta",
+    side = style_side(
+        method=method, layer=layer, styles=styles, style_weights=style_weights, preset=preset,
+        opts=StylizeOptions(strength=strength, preserve_color=preserve_color), device=device,
+        models=default_models if models is None else models, read=_as_image,
     )  # fmt: skip
-
-    def make_magenta() -> Renderer:
-        render = renderer()  # the style vector (or preset weights) is made here, once for the whole clip
-
-        def per_frame(x: torch.Tensor) -> torch.Tensor:  # Magenta's API is per PIL image: one frame at a time
-            return torch.cat([pil_to_tensor(render(tensor_to_pil(f))) for f in x])
-
-        return per_frame
-
-    return make_magenta, {"model": model, "device": str(stylizer.device)}
+    return side.frames, {"model": side.model, "device": side.device}
 
 
 def _video_fingerprint(

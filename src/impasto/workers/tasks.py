@@ -38,10 +38,10 @@ def _renderer(
 ) -> Callable[[Image.Image], Image.Image]:  # fmt: skip
     """``render(PIL) -> PIL`` for these settings, made once per worker (the style vector / matrices included).
 
-    Mirrors ``api._stylize_setup``: magenta with a preset, magenta with style images (``blend``), or linear
-    (``prepare_style``), with the same option object.
+    The same renderer as ``api.stylize`` builds (:func:`impasto.fast.render.style_side`), with the same options.
     """
-    from ..fast.magenta import MagentaStylizer, StylizeOptions, parse_presets
+    from ..fast.magenta import StylizeOptions
+    from ..fast.render import style_side
     from ..imaging import load_image
 
     models = worker_models()
@@ -50,18 +50,10 @@ def _renderer(
     key = ("stylize-renderer", method, layer, device, preset, _stamp(styles), tuple(style_weights or ()), opts)
 
     def make() -> Callable[[Image.Image], Image.Image]:
-        if method == "linear":
-            from ..fast.linear import LinearStylizer
-
-            linear = LinearStylizer(layer=layer, device=device, models=models)
-            style = linear.prepare_style([load_image(s) for s in styles], style_weights)
-            return lambda img: linear.stylize(img, style, opts)
-        magenta = MagentaStylizer(device=device, models=models)
-        if preset is not None:
-            weights = parse_presets(preset)
-            return lambda img: magenta.with_preset(img, weights, opts)
-        vector = magenta.blend([load_image(s) for s in styles], style_weights)  # (1, 100)
-        return lambda img: magenta.with_vector(img, vector, opts)
+        return style_side(
+            method=method, layer=layer, styles=styles, style_weights=style_weights, preset=preset, opts=opts,
+            device=device, models=models, read=load_image,
+        ).image()  # fmt: skip
 
     return models.get(key, make)
 

@@ -133,46 +133,17 @@ def make_renderer(style: Mapping[str, Any], device: str, models: Any) -> tuple[A
     The same computation as ``impasto.api.video`` in one process (Magenta: a PIL frame through ``with_vector`` /
     ``with_preset``; linear: ``prepare_style`` then ``render``), so a chunked video equals the single-process one.
     """
-    import torch
-
     from ..fast.magenta import StylizeOptions
-    from ..imaging import load_image, pil_to_tensor
-    from ..media import tensor_to_pil
+    from ..fast.render import style_side
+    from ..imaging import load_image
 
-    opts = StylizeOptions(strength=float(style["strength"]), preserve_color=bool(style["preserve_color"]))
-    opts.validate()
-    images = [load_image(s) for s in style.get("styles") or ()]
-    weights = style.get("style_weights")
-    if style["method"] == "linear":
-        from ..fast.linear import MODEL_NAMES as LINEAR_NAMES
-        from ..fast.linear import LinearStylizer
-
-        lin = LinearStylizer(layer=style["layer"], device=device, models=models)
-        lstyle = lin.prepare_style(images, weights)
-        info = {"model": LINEAR_NAMES[style["layer"]], "device": str(lin.device)}
-        return (lambda x: lin.render(x, lstyle, opts)), info
-    from ..fast.magenta import MODEL_NAMES, MagentaStylizer, parse_presets
-
-    st = MagentaStylizer(device=device, models=models)
-    if style.get("preset") is not None:
-        preset = parse_presets(style["preset"])
-
-        def one(img: Any) -> Any:
-            return st.with_preset(img, preset, opts)
-
-        model = MODEL_NAMES["multistyle"]
-    else:
-        vector = st.blend(images, weights)  # (1, 100), once per chunk
-
-        def one(img: Any) -> Any:
-            return st.with_vector(img, vector, opts)
-
-        model = f"{MODEL_NAMES['predictor']} + {MODEL_NAMES['transformer']}"
-
-    def per_frame(x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([pil_to_tensor(one(tensor_to_pil(f))) for f in x])
-
-    return per_frame, {"model": model, "device": str(st.device)}
+    side = style_side(
+        method=style["method"], layer=style["layer"], styles=list(style.get("styles") or ()),
+        style_weights=style.get("style_weights"), preset=style.get("preset"),
+        opts=StylizeOptions(strength=float(style["strength"]), preserve_color=bool(style["preserve_color"])),
+        device=device, models=models, read=load_image,
+    )  # fmt: skip
+    return side.frames(), {"model": side.model, "device": side.device}
 
 
 # --- the chunk task -------------------------------------------------------------------------------------------------
