@@ -8,6 +8,7 @@ move from the content photo's towards the style's.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from impasto import api
@@ -64,3 +65,44 @@ def test_the_optimiser_study_on_the_offline_default_starts_from_noise(fresh_home
     (run,) = result.runs
     assert run.optimizer == "adam" and run.status == "finished" and len(run.records) == 2
     assert "not VGG" in result.network
+
+
+def test_a_resumed_stylised_run_continues_without_making_its_start_again(fresh_home, tmp_path) -> None:  # noqa: ANN001
+    """The stylised start is made when a run starts from it, not when it resumes from a checkpoint (the checkpoint
+    holds the painting so far); the resumed run ends where an uninterrupted one does."""
+    import torch
+
+    from impasto.errors import Cancelled
+    from impasto.events import CancelToken, Progress
+    from impasto.modelcache import ModelCache
+
+    content, style = _content(), _style()
+    common = {"image_size": 48, "num_iterations": 10, "seed": 0, "gpu": "c", "print_iter": 0, "save_iter": 0}
+    # checkpointing makes L-BFGS step one iteration at a time: the uninterrupted run checkpoints too
+    straight = api.paint(content, style, models=ModelCache(), checkpoint_every=1,
+                         checkpoint_path=str(tmp_path / "straight.ckpt"), **common)  # fmt: skip
+    assert straight.config.init == "stylized"
+
+    ckpt = tmp_path / "run.ckpt"
+    token = CancelToken()
+
+    def stop_at_7(event: object) -> None:  # its line search checkpoints every iteration: 2-5 evaluations
+        if isinstance(event, Progress) and event.step >= 7:
+            token.cancel()
+
+    first_cache = ModelCache(capacity=16)
+    with pytest.raises(Cancelled):
+        api.paint(content, style, models=first_cache, callback=stop_at_7, cancel=token, checkpoint_every=1,
+                  checkpoint_path=str(ckpt), **common)  # fmt: skip
+    made_start = {k for k in first_cache.keys() if "magenta" in repr(k).lower()}
+    assert 1 <= torch.load(ckpt, weights_only=True)["step"] < 10
+
+    second_cache = ModelCache(capacity=16)
+    resumed = api.paint(content, style, models=second_cache, checkpoint_every=1, checkpoint_path=str(ckpt),
+                        resume=True, **common)  # fmt: skip
+    # the feature network is loaded again; the arbitrary stylisation networks (predictor, transformer) are not
+    stylisers = {k for k in made_start if "predictor" in repr(k).lower() or "transformer" in repr(k).lower()}
+    assert stylisers, first_cache.keys()
+    assert not stylisers & set(second_cache.keys()), second_cache.keys()
+    assert len(resumed.losses) == len(straight.losses)
+    assert torch.allclose(resumed.image, straight.image, atol=1e-4)

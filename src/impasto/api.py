@@ -981,9 +981,11 @@ def _paint_inputs(
     cfg: PaintConfig,
     init_image: ImageInput | None,
     models: ModelCache | None = None,
-) -> tuple[Image.Image, list[Image.Image], Image.Image | None]:
+) -> tuple[Image.Image, list[Image.Image], Image.Image | Callable[[], Image.Image] | None]:
     """The content, style and init images of a painting run, loaded and checked against ``cfg`` (whose ``init``
-    is resolved: :meth:`PaintConfig.resolve_choices`)."""
+    is resolved: :meth:`PaintConfig.resolve_choices`). With ``init="stylized"`` the init is a function that makes
+    the fast network's stylisation (gatys may not import fast: the dependency points fast <- api), called only
+    when the run starts from it -- not when it resumes from a checkpoint."""
     from .fast.magenta import stylized_start
     from .gatys.multidevice import parse_devices
 
@@ -991,13 +993,16 @@ def _paint_inputs(
     cfg.validate(num_styles=len(style_images))
     content_image = _as_image(content)
     init = init_image if init_image is not None else cfg.init_image
-    init_pil = _as_image(init) if (init is not None and cfg.init == "image") else None
-    if cfg.init == "stylized":  # made here: gatys may not import fast (the dependency points fast <- api)
-        init_pil = stylized_start(
-            content_image, style_images, cfg.blend_weights(len(style_images)), cfg.image_size,
-            parse_devices(cfg.gpu)[0], default_models if models is None else models,
-        )  # fmt: skip
-    return content_image, style_images, init_pil
+    if cfg.init == "stylized":
+
+        def start() -> Image.Image:
+            return stylized_start(
+                content_image, style_images, cfg.blend_weights(len(style_images)), cfg.image_size,
+                parse_devices(cfg.gpu)[0], default_models if models is None else models,
+            )  # fmt: skip
+
+        return content_image, style_images, start
+    return content_image, style_images, _as_image(init) if (init is not None and cfg.init == "image") else None
 
 
 def paint(
@@ -1093,8 +1098,9 @@ def paint_resume_point(
             config.model, config.model_file, disable_check=config.disable_check, models=default_models
         )
         config = config.validate().resolve_choices(source.recommended)
-    content_image, style_images, init_pil = _paint_inputs(content, styles, config, init_image)
-    return resume_point(content_image, style_images, config, init_image=init_pil)
+    content_image, style_images, init = _paint_inputs(content, styles, config, init_image)
+    # a stylised start is left unmade: the checkpoint's fingerprint does not hold its pixels
+    return resume_point(content_image, style_images, config, init_image=None if callable(init) else init)
 
 
 def neural_style_pictures(

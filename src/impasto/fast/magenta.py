@@ -333,7 +333,8 @@ def stylized_start(
 ) -> Image.Image:
     """The start of a painting with ``init="stylized"``: the arbitrary network applied to ``content`` at ``size``
     (longest side), the styles' vectors blended by ``weights``; an RGB PIL image, deterministic for given inputs
-    (so a resumed run's fingerprint matches). The networks stay in ``models``."""
+    on a given device. A resumed run does not make it again (its checkpoint holds the painting so far, and its
+    fingerprint the settings this is made from). The networks stay in ``models``."""
     stylizer = MagentaStylizer(device=device, models=models)
     vector = stylizer.blend(list(styles), weights)  # (1, 100)
     return stylizer.with_vector(content, vector, StylizeOptions(size=size))

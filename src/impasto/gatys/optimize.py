@@ -369,13 +369,16 @@ def _layer_weights(
 
 def _initial_image(
     config: PaintConfig, content_in: torch.Tensor, init_image: Image.Image | None, size: tuple[int, int],
-    contract: str, device: torch.device,
+    contract: str, device: torch.device, resumed: bool = False,
 ) -> torch.Tensor:  # fmt: skip
     """The starting image (1, 3, H, W) in network space: seeded noise, the init image, or the content image.
 
     ``init="stylized"``: ``init_image`` is the fast network's stylisation of the content (Magenta's arbitrary
     network, made by ``impasto.api.paint``: gatys may not import fast), resized to ``size`` like any init image.
+    ``resumed``: the checkpoint's image replaces the start (a resumed stylised run never makes its start).
     """
+    if config.init == "stylized" and init_image is None and resumed:
+        return content_in.clone()
     if config.init == "stylized" and init_image is None:
         raise ConfigError(
             "init=stylized starts from the fast network's stylised image, which impasto.api.paint makes; "
@@ -405,7 +408,7 @@ def _memory_plan(network: _Network, content: Image.Image, styles: Sequence[Image
 
 def _problem(
     network: _Network, content: Image.Image, styles: Sequence[Image.Image], init_image: Image.Image | None,
-    mplan: memory.Plan | None = None,
+    mplan: memory.Plan | None = None, resumed: bool = False,
 ) -> Problem:  # fmt: skip
     """Steps 1, 3 and 4 of the outline on an opened network: images, targets, weights, start (and the fast copy).
 
@@ -434,7 +437,7 @@ def _problem(
     else:
         content_targets, style_targets, style_stats = _targets(network, content_in, styles)
     content_weights, style_weights = _layer_weights(config, content_targets, style_targets)
-    init = _initial_image(config, content_in, init_image, size, contract, device)
+    init = _initial_image(config, content_in, init_image, size, contract, device, resumed)
     fast_net, fast_dtype = None, None
     if config.fast:
         if len(network.devices) > 1:
@@ -934,7 +937,7 @@ def _upsampled_init(previous: PaintResult, problem: Problem) -> torch.Tensor:
 
 def _checkpointing(
     config: PaintConfig, run: _Scale, checkpointer: checkpoint.Checkpointer | None, content: Image.Image,
-    styles: Sequence[Image.Image], init_image: Image.Image | None,
+    styles: Sequence[Image.Image], init_image: Image.Image | Callable[[], Image.Image] | None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """Attach the checkpointer to ``run`` (when checkpointing) and return the snapshot to resume from, if any."""
     if not (config.checkpoint_every or config.resume):
@@ -944,7 +947,10 @@ def _checkpointing(
             raise ConfigError("checkpoint_every/resume need a checkpoint_path (where the checkpoint file goes)")
         checkpointer = checkpoint.FileCheckpointer(config.checkpoint_path)
     run.checkpointer = checkpointer
-    run.fingerprint = checkpoint.fingerprint(config, content, styles, init_image)
+    # the stylised start is made from the content, styles and settings already in the fingerprint (its pixels vary
+    # with the device's precision, and a resumed run never makes it)
+    start = None if config.init == "stylized" or callable(init_image) else init_image
+    run.fingerprint = checkpoint.fingerprint(config, content, styles, start)
     run.settings = checkpoint.settings(config)
     if not config.resume:
         return None
@@ -1020,7 +1026,7 @@ def paint(
     styles: Sequence[Image.Image],
     config: PaintConfig | None = None,
     *,
-    init_image: Image.Image | None = None,
+    init_image: Image.Image | Callable[[], Image.Image] | None = None,
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
     source: torch_formats.FeatureSource | None = None,
@@ -1028,8 +1034,9 @@ def paint(
 ) -> PaintResult:
     """Paint ``content`` (a PIL RGB image) in the style of ``styles`` by optimisation; see the module docstring.
 
-    ``init_image`` is used when ``config.init == "image"`` (else the content image); ``source`` an already opened
-    feature network (to paint many images without re-reading the file).
+    ``init_image`` is used when ``config.init`` is "image" or "stylized" (else the content image); for "stylized"
+    it may be a function that makes it, called only when a run starts from it (not when it resumes from a
+    checkpoint); ``source`` an already opened feature network (to paint many images without re-reading the file).
 
     Extras (all off by default): ``config.fast`` (:mod:`impasto.gatys.fastpath`); ``config.scales``: paint at each
     size in turn, each scale re-running :func:`prepare` at its size (targets recomputed, styles at
@@ -1050,6 +1057,8 @@ def paint(
     total = sum(n for _, n in scales)
     run = _Scale(total=total, multi=len(scales) > 1, preview_at=frozenset(save_steps(config)))
     snapshot = _checkpointing(config, run, checkpointer, content, styles, init_image)
+    if callable(init_image):  # the stylised start: made only when the run starts from it
+        init_image = None if snapshot is not None else init_image()
     start_at = int(snapshot["scale_index"]) if snapshot is not None else 0
     clock = Stopwatch()
     result: PaintResult | None = None
@@ -1074,7 +1083,7 @@ def paint(
                     line = shown.line(scales=len(scales))
                     started = dataclasses.replace(started, info={**started.info, "memory_plan": line})
                 emit(callback, started)
-            problem = _problem(network, content, styles, init_image, mplan)
+            problem = _problem(network, content, styles, init_image, mplan, resumed=snapshot is not None)
             if result is not None:
                 problem.init = _upsampled_init(result, problem)
             _check_cancel(cancel, result)
