@@ -259,3 +259,30 @@ def test_bad_worker_options_one_line_and_nothing_touched(tmp_path: Path, clip: P
     line = got.one_line_error()
     assert all(w in line for w in words), line
     assert cli_proc.snapshot(tmp_path) == before
+
+
+def test_chunked_video_into_a_read_only_or_full_folder_is_one_line_before_any_work(tmp_path: Path, clip: Path):
+    """Over workers as in one process: a read-only destination, a folder to create in one, and a disk with no room
+    are refused in one line before a chunk is rendered, with nothing left behind (no chunk folder, no temp files)."""
+    import filesystems
+
+    (tmp_path / "clip.mp4").write_bytes(clip.read_bytes())
+    before = cli_proc.snapshot(tmp_path)
+    ro_at, full_at = tmp_path / "ro", tmp_path / "full"
+    with filesystems.tmpfs(ro_at, "ro,size=1m") as ro, filesystems.tmpfs(full_at, "size=1m") as full:
+        filesystems.fill(full, leave=64 * 1024)
+        cases = [
+            (ro / "o.mp4", 1, [str(ro), "Read-only"]),
+            (ro / "frames", 1, [str(ro), "Read-only"]),
+            (ro / "new" / "o.mp4", 2, ["does not exist"]),
+            (full / "o.mp4", 1, [str(full), "free"]),
+        ]
+        for out, code, words in cases:
+            got = cli_proc.run(["video", "clip.mp4", "-o", str(out), "--preset", "3", "--workers", "2"], cwd=tmp_path)
+            assert got.code == code, got.err
+            line = got.one_line_error()
+            assert all(w in line for w in words), line
+            assert "frame/s" not in got.err  # refused before any frame was rendered
+        assert list(ro.iterdir()) == []
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]
+    assert cli_proc.snapshot(tmp_path) == before  # the clip untouched, no chunk folder or temporary beside it
