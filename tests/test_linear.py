@@ -255,7 +255,7 @@ def test_api_stylize_each_with_linear_and_a_preset_is_refused(stylizer: LinearSt
     photos = [tw.image(size=(40, 30)), tw.image(size=(24, 50), seed=1)]
     done = list(api.stylize_each(photos, styles=[tw.image(seed=2)], method="linear", layer="r31", device="cpu"))
     assert [d.image.size for d in done] == [(40, 30), (24, 50)]
-    with pytest.raises(Exception, match="presets are Magenta"):
+    with pytest.raises(Exception, match="--preset is Magenta.s"):
         api.stylize(photos[0], preset="3", method="linear")
 
 
