@@ -381,6 +381,20 @@ def _nhwc(t: torch.Tensor) -> torch.Tensor:
     return t if t.is_contiguous(memory_format=torch.channels_last) else t.contiguous(memory_format=torch.channels_last)
 
 
+def _max_pool_input_grad(g: torch.Tensor, x: torch.Tensor, pool: Any, indices: torch.Tensor) -> torch.Tensor:
+    """dL/dx of ``max_pool2d(x)`` (no padding) from dL/d(output) ``g`` and the pool's ``indices``.
+
+    Windows that do not overlap (kernel = stride: VGG's 2x2/2) send each output's gradient to one input of its own:
+    that is ``max_unpool2d``, a scatter into zeros -- bit-identical to ``max_pool2d_with_indices_backward`` and 2.5 to
+    3.6 times faster on bf16 channels_last (pool1 at 512 px: 4.6 vs 11.6 ms). Overlapping windows (NIN's 3x3/2) may
+    send two gradients to one input, which must add: the backward op."""
+    if pool.kernel == pool.stride:
+        return torch.nn.functional.max_unpool2d(g, indices, pool.kernel, pool.stride, output_size=x.shape[-2:])
+    return torch.ops.aten.max_pool2d_with_indices_backward(
+        g, x, [pool.kernel] * 2, [pool.stride] * 2, [0, 0], [1, 1], pool.ceil_mode, indices
+    )  # fmt: skip
+
+
 class _TapLosses(torch.autograd.Function):
     """Every tap loss of one forward pass of a :class:`FusedTaps` program as one autograd node.
 
@@ -466,15 +480,9 @@ class _TapLosses(torch.autograd.Function):
             if step.op in ("convrelu", "convpoolrelu", "relu"):
                 g = torch.ops.aten.threshold_backward(g, out, 0)
             if step.op == "convpoolrelu":
-                p = step.pool
-                g = torch.ops.aten.max_pool2d_with_indices_backward(
-                    g, saved[2], [p.kernel] * 2, [p.stride] * 2, [0, 0], [1, 1], p.ceil_mode, saved[3]
-                )  # fmt: skip
+                g = _max_pool_input_grad(g, saved[2], step.pool, saved[3])
             elif step.op == "maxpool":
-                p = step.pool
-                g = torch.ops.aten.max_pool2d_with_indices_backward(
-                    g, inp, [p.kernel] * 2, [p.stride] * 2, [0, 0], [1, 1], p.ceil_mode, saved[2]
-                )  # fmt: skip
+                g = _max_pool_input_grad(g, inp, step.pool, saved[2])
             elif step.op == "avgpool":
                 p = step.pool
                 g = torch.ops.aten.avg_pool2d_backward(
