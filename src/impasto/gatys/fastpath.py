@@ -20,9 +20,10 @@ What it changes, and why each piece pays on a CPU with AMX/AVX-512-BF16 (and on 
   ReLU/pool backward run in place, and nothing autograd would save but the backward never reads is kept;
 * convolution weights are **packed once per input size** into oneDNN's blocked layout (:class:`_Convs`), and a
   stride-1 convolution's input gradient is the forward convolution of the gradient with the flipped, transposed
-  kernel (packed the same way) -- bit-identical to ``convolution_backward`` and faster.
+  kernel (packed the same way) -- bit-identical to ``convolution_backward`` and faster; a non-overlapping max-pool's
+  is ``max_unpool2d`` (:func:`_max_pool_input_grad`).
 
-Together at 512 px (VGG-19, L-BFGS, 2 cores with AMX) one iteration takes 0.18 s against neural-style-pt's 1.17 s
+Together at 512 px (VGG-19, L-BFGS, 2 cores with AMX) one iteration takes 0.176 s against neural-style-pt's 1.19 s
 (``benchmarks/compare_neural_style_pt.py``), the loss matching the layer-by-layer fast path to bf16 rounding.
 
 The image, the optimiser, the TV loss, the targets and every reported loss value stay fp32. What it costs in
