@@ -992,7 +992,6 @@ def _paint_inputs(
     style_images = _style_list(styles)
     cfg.validate(num_styles=len(style_images))
     content_image = _as_image(content)
-    init = init_image if init_image is not None else cfg.init_image
     if cfg.init == "stylized":
 
         def start() -> Image.Image:
@@ -1002,6 +1001,7 @@ def _paint_inputs(
             )  # fmt: skip
 
         return content_image, style_images, start
+    init = init_image if init_image is not None else cfg.init_image
     return content_image, style_images, _as_image(init) if (init is not None and cfg.init == "image") else None
 
 

@@ -17,7 +17,7 @@ What it changes, and why each piece pays on a CPU with AMX/AVX-512-BF16 (and on 
   evaluation at 512 px;
 * on that CPU path the whole network and its tap losses are **one autograd node** (:meth:`FusedTaps.tap_losses`)
   with a hand-written backward: each tap's Gram gradient is added into the gradient coming down (one ``addmm_``),
-  ReLU/pool backward run in place, and nothing autograd would save but the backward never reads is kept;
+  and nothing autograd would save but the backward never reads is kept;
 * convolution weights are **packed once per input size** into oneDNN's blocked layout (:class:`_Convs`), and a
   stride-1 convolution's input gradient is the forward convolution of the gradient with the flipped, transposed
   kernel (packed the same way) -- bit-identical to ``convolution_backward`` and faster; a non-overlapping max-pool's
@@ -94,7 +94,9 @@ class _Convs:
     PACK_MIN_CHANNELS = 64  # below this (the 3-channel image) oneDNN's dense-weight path is as fast or faster
 
     def __init__(self) -> None:
+        # (conv, "run" | "grad") -> (the input shape packed for, the packed weight or None where packing failed)
         self._packs: dict[tuple[int, str], tuple[tuple[int, ...], torch.Tensor | None]] = {}
+        self._flipped: dict[int, torch.Tensor] = {}  # conv -> its flipped, transposed kernel (input gradients)
 
     def _packed(self, conv: torch.nn.Conv2d, kind: str, x: torch.Tensor) -> torch.Tensor:
         key, shape = (id(conv), kind), tuple(x.shape)
@@ -117,12 +119,11 @@ class _Convs:
     def _dense(self, conv: torch.nn.Conv2d, kind: str) -> torch.Tensor:
         if kind == "run":
             return conv.weight
-        key = (id(conv), "flipped")
-        hit = self._packs.get(key)
-        if hit is None or hit[1] is None:
+        flipped = self._flipped.get(id(conv))
+        if flipped is None:
             flipped = conv.weight.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
-            hit = self._packs[key] = ((), flipped)
-        return hit[1]  # type: ignore[return-value]
+            self._flipped[id(conv)] = flipped
+        return flipped
 
     @staticmethod
     def _padding(conv: torch.nn.Conv2d, kind: str) -> list[int]:

@@ -45,8 +45,7 @@ def _renderer(
     from ..imaging import load_image
 
     models = worker_models()
-    opts = StylizeOptions(**dict(options))
-    opts.validate()
+    opts = StylizeOptions(**dict(options))  # checked by style_side
     key = ("stylize-renderer", method, layer, device, preset, _stamp(styles), tuple(style_weights or ()), opts)
 
     def make() -> Callable[[Image.Image], Image.Image]:
